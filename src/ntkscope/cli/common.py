@@ -1,0 +1,86 @@
+"""Argument types and output helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+FLOAT = _number
+INT = _integer
+
+
+def add_init_args(p: argparse.ArgumentParser, *, need_sw2: bool = True) -> None:
+    """``--activation``, ``--sigma-w2``, ``--sigma-b2`` (the initialization)."""
+    p.add_argument("--activation", required=True, help="relu, tanh or erf")
+    if need_sw2:
+        p.add_argument("--sigma-w2", type=FLOAT, required=True, metavar="F",
+                       help="weight variance sw2 (W ~ N(0, sw2 / fan_in))")
+    p.add_argument("--sigma-b2", type=FLOAT, required=True, metavar="F",
+                   help="bias variance sb2 (b ~ N(0, sb2))")
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def jsonable(value: Any) -> Any:
+    """Convert NumPy scalars/arrays to Python; non-finite floats are refused (never written)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        if not math.isfinite(f):
+            raise ValueError(f"refusing to write a non-finite number ({f}) as JSON")
+        return f
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def print_json(obj: Any) -> None:
+    json.dump(jsonable(obj), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: list[tuple[str, Any]], title: str | None = None) -> None:
+    """Two-column key/value table."""
+    if title:
+        print(title)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {fmt(value)}")
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.10g}"
+    return str(value)
