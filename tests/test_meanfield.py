@@ -158,3 +158,12 @@ def test_bad_input_names_the_argument(kwargs: dict, argname: str) -> None:
 def test_overflow_is_an_error_not_inf() -> None:
     with pytest.raises(NtkscopeInputError, match="float64"):
         propagate("relu", 4.0, 1.0, 2000, width=100)
+
+
+def test_pairs_false_matches_the_diagonal_and_skips_the_rest() -> None:
+    full = propagate("tanh", 2.5, 0.3, 6, width=40, c0=0.2)
+    diag = propagate("tanh", 2.5, 0.3, 6, width=40, c0=0.2, pairs=False)
+    assert float(diag.ntk_mean_diag) == float(full.ntk_mean_diag)
+    assert float(diag.kappa1) == float(full.kappa1)
+    np.testing.assert_array_equal(diag.p, full.p)
+    assert np.isnan(diag.kappa2) and np.isnan(diag.ntk_mean_offdiag)

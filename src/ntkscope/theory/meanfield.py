@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -146,6 +147,7 @@ def propagate(
     q0_b: float | np.ndarray | None = None,
     *,
     keep_layers: bool = True,
+    pairs: bool = True,
     method: str = "auto",
     quad: Quadrature | None = None,
 ) -> MeanField:
@@ -160,6 +162,9 @@ def propagate(
         q0, q0_b: ``|x|^2/M0`` and ``|x'|^2/M0`` (``q0_b`` defaults to ``q0``).
         c0: input covariance ``x.x'/M0`` with ``|c0| <= sqrt(q0 q0_b)``.
         keep_layers: keep per-layer arrays (``False`` for large grids: only final values).
+        pairs: compute the two-input quantities (``q_sr``, ``p_sr``, ``ntk_mean_offdiag``,
+            ``kappa2``, ``output_cov``); ``False`` skips the bivariate integrals (much faster
+            for quadrature activations) and leaves those quantities ``NaN``.
         method: ``"auto"`` (closed forms for ReLU/erf) or ``"quadrature"``.
 
     Returns:
@@ -174,14 +179,16 @@ def propagate(
     if method not in ("auto", "quadrature"):
         raise NtkscopeInputError(f"method: expected 'auto' or 'quadrature', got {method!r}")
     inp = _validate(activation, sigma_w2, sigma_b2, depth, width, input_dim, q0, c0, q0_b)
-    return _run(inp, keep_layers, method, quad)
+    return _run(inp, keep_layers, pairs, method, quad)
 
 
 _LAYER_NAMES = ("q", "q_b", "q_sr", "qhat", "qhat_b", "qhat_sr", "chi1", "chi1_b", "chi_sr")
 
 
 @np.errstate(over="ignore", invalid="ignore")  # overflow is detected and reported below
-def _run(inp: _Inputs, keep_layers: bool, method: str, quad: Quadrature | None) -> MeanField:
+def _run(
+    inp: _Inputs, keep_layers: bool, pairs: bool, method: str, quad: Quadrature | None
+) -> MeanField:
     act, sw2, sb2, L = inp.act, inp.sw2, inp.sb2, inp.depth
     m_prev = (inp.input_dim, *inp.widths)  # M_0..M_L
     same_norm = np.array_equal(inp.q0, inp.q0_b)
@@ -195,15 +202,17 @@ def _run(inp: _Inputs, keep_layers: bool, method: str, quad: Quadrature | None) 
         qa, qb, qab = (sw2 * v + sb2 for v in (qhat_a, qhat_b, qhat_ab))
         qhat_a, dphi_a = univariate(act, qa, method, quad)
         qhat_b, dphi_b = (qhat_a, dphi_a) if same_norm else univariate(act, qb, method, quad)
-        qhat_ab, dphi_ab = bivariate(act, qa, qb, qab, method, quad)
+        if pairs:
+            qhat_ab, dphi_ab = bivariate(act, qa, qb, qab, method, quad)
+        else:
+            qhat_ab = dphi_ab = np.full_like(qa, np.nan)
         chi_a, chi_b, chi_ab = sw2 * dphi_a, sw2 * dphi_b, sw2 * dphi_ab
         k_a, k_b, k_ab = chi_a * k_a + qhat_a, chi_b * k_b + qhat_b, chi_ab * k_ab + qhat_ab
         m = m_prev[layer]
         t_a, t_b, t_ab = (chi * t + m * qh + 1.0 for chi, t, qh in
                           ((chi_a, t_a, qhat_a), (chi_b, t_b, qhat_b), (chi_ab, t_ab, qhat_ab)))
         if not np.all(np.isfinite(t_a)):
-            out.ntk_mean_diag = t_a
-            _check_finite(out)  # raises: beyond the float64 range
+            _overflow("ntk_mean_diag", layer)
         if keep_layers:
             values = (qa, qb, qab, qhat_a, qhat_b, qhat_ab, chi_a, chi_b, chi_ab)
             for n, v in zip(_LAYER_NAMES, values):
@@ -220,7 +229,7 @@ def _run(inp: _Inputs, keep_layers: bool, method: str, quad: Quadrature | None) 
         out.p, out.p_b, out.p_sr = (
             _backward_products(getattr(out, n)) for n in ("chi1", "chi1_b", "chi_sr")
         )
-    _check_finite(out)
+    _check_finite(out, pairs)
     return out
 
 
@@ -229,13 +238,18 @@ def _backward_products(chi: np.ndarray) -> np.ndarray:
     return np.flip(np.cumprod(np.flip(chi, 0), 0), 0)
 
 
-def _check_finite(mf: MeanField) -> None:
-    for name in ("output_var", "ntk_mean_diag", "ntk_mean_offdiag", "kappa1", "kappa2"):
+def _check_finite(mf: MeanField, pairs: bool = True) -> None:
+    names = ("output_var", "ntk_mean_diag", "kappa1")
+    for name in names + (("ntk_mean_offdiag", "kappa2") if pairs else ()):
         if not np.all(np.isfinite(getattr(mf, name))):
-            raise NtkscopeInputError(
-                f"depth: {name} exceeds the float64 range at depth {mf.depth} (signals grow "
-                "exponentially in the chaotic phase); use a smaller depth"
-            )
+            _overflow(name, mf.depth)
+
+
+def _overflow(name: str, depth: int) -> NoReturn:
+    raise NtkscopeInputError(
+        f"depth: {name} exceeds the float64 range at depth {depth} (signals grow "
+        "exponentially in the chaotic phase); use a smaller depth"
+    )
 
 
 def kappa_by_depth(
