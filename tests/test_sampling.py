@@ -322,7 +322,7 @@ def test_gaussian_sphere_bad_input(args: tuple, match: str) -> None:
 
 
 def test_load_inputs_unknown() -> None:
-    with pytest.raises(NtkscopeInputError, match="not available yet"):
-        load_inputs("mnist", 3, 784)
+    with pytest.raises(NtkscopeInputError, match="784"):
+        load_inputs("mnist", 3, 100)
     with pytest.raises(NtkscopeInputError, match="unknown"):
         load_inputs("cifar", 3, 784)

@@ -17,7 +17,7 @@ from ntkscope._version import __version__
 from ntkscope.validation import NtkscopeInputError
 
 # Subcommand modules, in the order `ntkscope --help` lists them.
-COMMAND_MODULES = ("theory", "phase", "eoc", "figure")
+COMMAND_MODULES = ("theory", "phase", "eoc", "figure", "ntk", "ntk_variance", "data")
 
 
 class _Parser(argparse.ArgumentParser):
