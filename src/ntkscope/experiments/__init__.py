@@ -1,4 +1,8 @@
-"""Experiments: the paper's figures, each a function ``(out, preset, **options) -> paths``."""
+"""Experiments: the paper's figures, each a function ``(out, preset, options) -> paths``.
+
+``options`` (:class:`~ntkscope.experiments.common.SweepOptions`) says where the results store
+is and how sweep cells run; the theory figures (5, 6) ignore it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,15 @@ from pathlib import Path
 
 PRESETS = ("quick", "paper")
 
-# figure id -> "module:function"; imported on use (the NTK figures pull in torch).
+# figure id -> "module:function", in the order `ntkscope reproduce` draws them; imported on
+# use (the sweep-backed figures pull in torch and the store).
 FIGURES: dict[str, str] = {
     "5": "ntkscope.experiments.theory_figures:figure5",
     "6": "ntkscope.experiments.theory_figures:figure6",
+    "1": "ntkscope.experiments.ntk_variance_figures:figure1",
+    "2": "ntkscope.experiments.ntk_variance_figures:figure2",
+    "7": "ntkscope.experiments.ntk_variance_figures:figure7",
+    "variance": "ntkscope.experiments.variance_figure:figure_variance",
 }
 
 
@@ -21,7 +30,7 @@ def figure_function(fig_id: str) -> Callable[..., list[Path]]:
 
     if fig_id not in FIGURES:
         raise NtkscopeInputError(
-            f"figure: unknown figure {fig_id!r}; available: {', '.join(FIGURES)}"
+            f"figure: unknown figure {fig_id!r}; available: {', '.join(sorted(FIGURES))}"
         )
     module, func = FIGURES[fig_id].split(":")
     return getattr(import_module(module), func)

@@ -1,0 +1,72 @@
+"""Figures 1, 2 and 7 through the sweep engine, on tiny grids (the real presets are run by
+`make reproduce`); cells are stored, reused, and the CSV holds the plotted numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ntkscope.cli.main import main
+from ntkscope.experiments import ntk_variance_figures as nvf
+from ntkscope.sampling import ntk_variance
+from ntkscope.store import Store
+
+
+@pytest.fixture
+def tiny_presets(monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = nvf.HeatmapGrid({"tanh": (1.0, 4.0), "relu": (1.0, 3.0)}, (1, 3), (8, 12), (1.0,), 8)
+    monkeypatch.setitem(nvf.FIG1, "quick", grid)
+    monkeypatch.setitem(nvf.FIG7, "quick", nvf.HeatmapGrid(grid.sw2, (2,), (100,),
+                                                             (0.0, 2.0), 8))
+    monkeypatch.setitem(nvf.FIG2, "quick", ((6, 10), (0.2, 1.0), 16))
+
+
+def _csv(path: Path) -> np.ndarray:
+    return np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
+
+
+def test_figures_write_png_csv_and_reuse_cells(tiny_presets: None, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store.sqlite"
+    common = ["--out", str(tmp_path), "--store", str(store), "--workers", "1", "--quiet"]
+    for n in ("1", "2", "7"):
+        assert main(["figure", n, *common]) == 0
+        assert (tmp_path / f"fig{n}.png").read_bytes()[:4] == b"\x89PNG"
+    rows = _csv(tmp_path / "fig1.csv")
+    assert len(rows) == 2 * 2 * 2 * 2  # activations x sw2 x depths x widths
+    assert np.all(rows["ratio_ci_low"] <= rows["ratio"])
+    assert np.all(rows["ratio"] <= rows["ratio_ci_high"])
+    assert np.all(rows["ratio"] >= 1.0)
+    # The stored numbers are those of a direct call with the same seed.
+    r = rows[(rows["activation"] == "relu") & (rows["sigma_w2"] == 3.0) & (rows["depth"] == 3)
+             & (rows["width"] == 12)][0]
+    direct = ntk_variance("relu", 3.0, 1.0, 3, 12, inits=8, input_dim=784, seed=0)
+    assert r["ratio"] == pytest.approx(direct.ratio, rel=1e-9)
+    with Store(store) as st:
+        n_cells = len(st)
+    assert n_cells == 16 + 8 + 4 * 2 * 2  # fig1 + fig7 + fig2 (4 points x 2 widths x 2 depths)
+    # Rerun: everything comes from the store (same row count, identical CSV).
+    before = (tmp_path / "fig1.csv").read_text()
+    assert main(["figure", "1", *common]) == 0
+    assert (tmp_path / "fig1.csv").read_text() == before
+    with Store(store) as st:
+        assert len(st) == n_cells
+
+
+def test_figure2_hanin_nica_column(tiny_presets: None, tmp_path: Path) -> None:
+    assert main(["figure", "2", "--out", str(tmp_path), "--store", str(tmp_path / "s.sqlite"),
+                 "--workers", "1", "--quiet"]) == 0
+    rows = _csv(tmp_path / "fig2.csv")
+    np.testing.assert_allclose(rows["hanin_nica"], np.exp(5 * rows["depth"] / rows["width"]))
+    assert set(rows["width"]) == {6, 10}
+
+
+def test_figure_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["figure", "1", "--out", str(tmp_path), "--store", str(tmp_path),
+                 "--quiet"]) == 2
+    assert main(["figure", "2", "--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:1",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "store" in err and "scheduler" in err and "Traceback" not in err
