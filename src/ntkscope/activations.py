@@ -12,15 +12,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.special
-import torch
 
 from ntkscope.validation import NtkscopeInputError
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported on first use, so the theory engine (NumPy/SciPy) starts without it.
 ArrayFn = Callable[[np.ndarray], np.ndarray]
-TensorFn = Callable[[torch.Tensor], torch.Tensor]
+TensorFn = Callable[["torch.Tensor"], "torch.Tensor"]
 
 _SQRT_PI_INV2 = 2.0 / math.sqrt(math.pi)
 
@@ -48,17 +52,35 @@ class Activation:
     bound: float | None = None
 
 
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _relu_torch(x: torch.Tensor) -> torch.Tensor:
+    return x.relu()
+
+
 def _relu_deriv_torch(x: torch.Tensor) -> torch.Tensor:
     return (x > 0).to(x.dtype)
 
 
+def _tanh_torch(x: torch.Tensor) -> torch.Tensor:
+    return x.tanh()
+
+
 def _tanh_deriv_torch(x: torch.Tensor) -> torch.Tensor:
-    t = torch.tanh(x)
+    t = x.tanh()
     return 1.0 - t * t
 
 
+def _erf_torch(x: torch.Tensor) -> torch.Tensor:
+    return x.erf()
+
+
 def _erf_deriv_torch(x: torch.Tensor) -> torch.Tensor:
-    return _SQRT_PI_INV2 * torch.exp(-x * x)
+    return _SQRT_PI_INV2 * (-x * x).exp()
 
 
 def _tanh_deriv_np(x: np.ndarray) -> np.ndarray:
@@ -69,7 +91,7 @@ RELU = Activation(
     name="relu",
     np_fn=lambda x: np.maximum(x, 0.0),
     np_deriv=lambda x: (np.asarray(x) > 0).astype(np.float64),
-    torch_fn=torch.relu,
+    torch_fn=_relu_torch,
     torch_deriv=_relu_deriv_torch,
     closed_form="relu",
 )
@@ -77,7 +99,7 @@ TANH = Activation(
     name="tanh",
     np_fn=np.tanh,
     np_deriv=_tanh_deriv_np,
-    torch_fn=torch.tanh,
+    torch_fn=_tanh_torch,
     torch_deriv=_tanh_deriv_torch,
     bound=1.0,
 )
@@ -85,7 +107,7 @@ ERF = Activation(
     name="erf",
     np_fn=scipy.special.erf,
     np_deriv=lambda x: _SQRT_PI_INV2 * np.exp(-np.square(x)),
-    torch_fn=torch.erf,
+    torch_fn=_erf_torch,
     torch_deriv=_erf_deriv_torch,
     closed_form="erf",
     bound=1.0,
@@ -113,6 +135,7 @@ def custom_activation(
     if derivative is None:
 
         def derivative(x: torch.Tensor) -> torch.Tensor:
+            torch = _torch()
             with torch.enable_grad():
                 xd = x.detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(fn(xd).sum(), xd)
@@ -121,10 +144,10 @@ def custom_activation(
     deriv = derivative
 
     def np_fn(x: np.ndarray) -> np.ndarray:
-        return fn(torch.as_tensor(np.asarray(x, dtype=np.float64))).detach().numpy()
+        return fn(_torch().as_tensor(np.asarray(x, dtype=np.float64))).detach().numpy()
 
     def np_deriv(x: np.ndarray) -> np.ndarray:
-        return deriv(torch.as_tensor(np.asarray(x, dtype=np.float64))).detach().numpy()
+        return deriv(_torch().as_tensor(np.asarray(x, dtype=np.float64))).detach().numpy()
 
     probe = np_fn(np.linspace(-3.0, 3.0, 7))
     if probe.shape != (7,) or not np.all(np.isfinite(probe)):

@@ -8,15 +8,17 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # headless: figures are files
 import matplotlib.pyplot as plt
 
 from ntkscope.io import atomic_open, atomic_savefig
 
-__all__ = ["plt", "save_figure", "write_csv"]
+__all__ = ["cell_edges", "phase_heatmap", "plt", "save_figure", "write_csv"]
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
@@ -43,3 +45,39 @@ def write_csv(
     with atomic_open(target, "w") as fh:
         fh.write(buf.getvalue())
     return target
+
+
+def cell_edges(centers: Sequence[float]) -> np.ndarray:
+    """Edges of the cells centred on ``centers`` (for ``pcolormesh`` with ``shading="flat"``)."""
+    c = np.asarray(centers, dtype=float)
+    if c.size == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = 0.5 * (c[1:] + c[:-1])
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def phase_heatmap(
+    ax: Any,
+    sw2: Sequence[float],
+    depths: Sequence[int],
+    values: np.ndarray,
+    *,
+    norm: Any,
+    cmap: str,
+    sw2_eoc: float | None,
+    title: str,
+) -> Any:
+    """A phase diagram: ``values[depth, sw2]`` over ``sw2`` (x) and depth ``L`` (y).
+
+    NaN cells are left blank; the edge of chaos ``sw2_eoc`` is drawn dashed when inside.
+    Returns the mesh (for a colorbar).
+    """
+    mesh = ax.pcolormesh(cell_edges(sw2), cell_edges(depths), np.ma.masked_invalid(values),
+                         norm=norm, cmap=cmap, shading="flat")
+    if sw2_eoc is not None and np.isfinite(sw2_eoc) and sw2[0] <= sw2_eoc <= sw2[-1]:
+        ax.axvline(sw2_eoc, color="cyan", ls="--", lw=1.5, label=f"EOC ({sw2_eoc:.2f})")
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.7)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("$\\sigma_w^2$")
+    ax.set_ylabel("depth $L$")
+    return mesh

@@ -15,13 +15,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ntkscope.cli.common import INT, add_init_args, add_json_arg, print_json, print_table
 from ntkscope.datasets import DATASET_NAMES, load_dataset
 from ntkscope.io import atomic_open, ensure_writable_dir
-from ntkscope.networks import MLP
-from ntkscope.ntk import empirical_ntk
 from ntkscope.validation import NtkscopeInputError
 
 
@@ -85,6 +82,11 @@ def kernel_summary(K: np.ndarray) -> dict[str, float | int | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch  # imported only when the command runs (fast start for the other commands)
+
+    from ntkscope.networks import MLP
+    from ntkscope.ntk import empirical_ntk
+
     t0 = time.perf_counter()
     out = _target(args.out, "out", ".npy")
     params_out = _target(args.save_params, "save-params", ".npz")

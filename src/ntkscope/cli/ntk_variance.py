@@ -11,7 +11,6 @@ import argparse
 import sys
 
 from ntkscope.cli.common import INT, add_init_args, add_json_arg, print_json, print_table
-from ntkscope.sampling import METHODS, ntk_variance
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inits", type=INT, default=1000, metavar="N",
                    help="independent initializations (default 1000)")
     p.add_argument("--seed", type=INT, default=0, help="random seed (default 0)")
-    p.add_argument("--method", default="lowrank", metavar="|".join(METHODS),
+    p.add_argument("--method", default="lowrank", metavar="lowrank|dense",
                    help="exact low-rank sampler (default) or dense weights + empirical NTK")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="default cpu")
     add_json_arg(p)
@@ -39,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ntkscope.sampling import ntk_variance  # torch: imported only when the command runs
+
     res = ntk_variance(
         args.activation,
         args.sigma_w2,

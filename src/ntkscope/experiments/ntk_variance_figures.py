@@ -23,7 +23,7 @@ from matplotlib.colors import LogNorm
 
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.io import ensure_writable_dir
-from ntkscope.plotting import plt, save_figure, write_csv
+from ntkscope.plotting import phase_heatmap, plt, save_figure, write_csv
 from ntkscope.sweep import CellOutput
 from ntkscope.theory import eoc
 
@@ -129,29 +129,15 @@ def _heatmaps(grid: HeatmapGrid, lookup: dict[tuple, float], panels: list[tuple[
     for ax, (act, sb2, width) in zip(axes.flat, panels):
         sw2s, depths = grid.sw2[act], grid.depths
         z = np.array([[lookup[(act, sb2, width, s, d)] for s in sw2s] for d in depths])
-        mesh = ax.pcolormesh(_edges(sw2s), _edges(depths), np.ma.masked_invalid(z),
-                             norm=norm, cmap="magma", shading="flat")
-        sw2_eoc = float(eoc(act, sb2)[0])
-        if sw2s[0] <= sw2_eoc <= sw2s[-1]:
-            ax.axvline(sw2_eoc, color="cyan", ls="--", lw=1.5, label=f"EOC ({sw2_eoc:.2f})")
-            ax.legend(loc="upper right", fontsize=8, framealpha=0.7)
-        ax.set_title(f"{act}, M = {width}, $\\sigma_b^2$ = {sb2:g}", fontsize=10)
-        ax.set_xlabel("$\\sigma_w^2$")
-        ax.set_ylabel("depth $L$")
+        mesh = phase_heatmap(ax, sw2s, depths, z, norm=norm, cmap="magma",
+                             sw2_eoc=float(eoc(act, sb2)[0]),
+                             title=f"{act}, M = {width}, $\\sigma_b^2$ = {sb2:g}")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if mesh is not None:
         fig.colorbar(mesh, ax=axes, label="$R = E[\\Theta_0^2] / E[\\Theta_0]^2$ (log scale)")
     fig.suptitle(title)
     return fig
-
-
-def _edges(centers: tuple[float, ...] | tuple[int, ...]) -> np.ndarray:
-    c = np.asarray(centers, dtype=float)
-    if c.size == 1:
-        return np.array([c[0] - 0.5, c[0] + 0.5])
-    mid = 0.5 * (c[1:] + c[:-1])
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
 def _heatmap_figure(num: int, grid: HeatmapGrid, out: Path, options: SweepOptions,
