@@ -55,7 +55,7 @@ class VarianceGrid:
 
 PRESETS_GRID = {
     "quick": VarianceGrid((1, 2, 4, 8, 12, 16), 256, 32, 16, 64, 1),
-    "paper": VarianceGrid((1, 2, 3, 4, 6, 8, 10, 13, 16, 20), 512, 64, 32, 400, 4,
+    "paper": VarianceGrid((1, 2, 3, 4, 6, 8, 10, 13, 16, 20), 512, 64, 32, 256, 2,
                           train_width=128, train_inits=32),
 }
 
@@ -111,36 +111,57 @@ def variance_cell(config: dict[str, Any]) -> CellOutput:
 
 
 def trained_variance(config: dict[str, Any]) -> dict[str, Any]:
-    """Output variance of finite networks trained to convergence (paper Section 4 rules).
-
-    ``train_inits`` networks of width ``train_width`` are trained by full-batch gradient
-    descent (:func:`ntkscope.training.train`, ``lr = 0.5 lr_max``, early stopping) on the first
-    training set; the variance over networks of their outputs on the held-out inputs is
-    averaged over those inputs, with a bootstrap interval over networks.
-    """
-    import torch
-
+    """The trained-networks part of a cell: :func:`trained_network_variance` on the cell's
+    first training set (train split, ``seed``) and held-out inputs (test split)."""
     from ntkscope.datasets import load_dataset
-    from ntkscope.generalization import bootstrap_variance_ci
-    from ntkscope.networks import MLP
-    from ntkscope.training import train
 
     train_set = load_dataset(config["dataset"], config["samples"], config["seed"])
     test = load_dataset(config["dataset"], config["test_points"], config["seed"], split="test")
-    net = MLP(train_set.X.shape[1], config["train_width"], config["depth"], config["activation"],
-              config["sigma_w2"], config["sigma_b2"])
-    run = train(net, train_set.X, train_set.y, batch=config["train_inits"],
-                seed=config["seed"] + 1, lr_scale=0.5, max_steps=config["train_max_steps"],
-                snapshots=(), threads=1)
-    out = net.apply(run.params, torch.as_tensor(test.X, dtype=torch.float64))
-    f = out.detach().cpu().numpy().astype(np.float64)
-    ok = np.all(np.isfinite(f), axis=1)
+    return trained_network_variance(
+        config["activation"], config["sigma_w2"], config["sigma_b2"], config["depth"],
+        config["train_width"], train_set.X, train_set.y, test.X,
+        networks=config["train_inits"], seed=config["seed"] + 1,
+        max_steps=config["train_max_steps"])
+
+
+def trained_network_variance(
+    activation: str, sigma_w2: float, sigma_b2: float, depth: int, width: int,
+    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, *, networks: int = 32,
+    seed: int = 0, lr_scale: float = 0.5, max_steps: int = 20_000,
+) -> dict[str, Any]:
+    """Output variance of finite networks trained to convergence (paper Section 4 rules).
+
+    ``networks`` networks (initializations ``0..networks-1`` of ``seed``) are trained by
+    full-batch gradient descent (:func:`ntkscope.training.train`, ``lr = lr_scale * 2S /
+    lambda_max(Theta0(X))``, the paper's early stopping, at most ``max_steps`` steps) on
+    ``(X_train, y_train)``; the variance over networks (``ddof = 1``) of their outputs at each
+    held-out input is averaged over the held-out inputs, with a percentile bootstrap interval
+    over networks (:func:`ntkscope.generalization.bootstrap_variance_ci`). Diverged networks
+    are left out.
+
+    Returns:
+        ``{"trained_variance", "trained_ci": [low, high], "trained_converged"}`` (the number of
+        networks with final loss below ``1e-3``); ``None`` values when fewer than two networks
+        survived.
+    """
+    import torch
+
+    from ntkscope.generalization import bootstrap_variance_ci
+    from ntkscope.networks import MLP, Params
+    from ntkscope.training import train
+
+    net = MLP(np.shape(X_train)[1], width, depth, activation, sigma_w2, sigma_b2)
+    run = train(net, X_train, y_train, batch=networks, seed=seed, lr_scale=lr_scale,
+                max_steps=max_steps, snapshots=(), threads=1)
+    keep = [i for i, r in enumerate(run.results) if r.stop_reason != "diverged"]
     converged = sum(r.stop_reason != "diverged" and r.final_loss < 1e-3 for r in run.results)
-    if ok.sum() < 2:
+    if len(keep) < 2:
         return {"trained_variance": None, "trained_ci": None, "trained_converged": converged}
-    f = f[ok][None]
+    params = Params([w[keep] for w in run.params.weights], [b[keep] for b in run.params.biases])
+    out = net.apply(params, torch.as_tensor(X_test, dtype=torch.float64))
+    f = out.detach().cpu().numpy().astype(np.float64)[None]
     var = float(np.mean(np.var(f[0], axis=0, ddof=1)))
-    lo, hi = bootstrap_variance_ci(f, 0.95, 1000, config["seed"])
+    lo, hi = bootstrap_variance_ci(f, 0.95, 1000, seed)
     return {"trained_variance": var, "trained_ci": [lo, hi], "trained_converged": converged}
 
 
