@@ -20,6 +20,12 @@ FIGURES: dict[str, str] = {
     "1": "ntkscope.experiments.ntk_variance_figures:figure1",
     "2": "ntkscope.experiments.ntk_variance_figures:figure2",
     "7": "ntkscope.experiments.ntk_variance_figures:figure7",
+    "3": "ntkscope.experiments.training_figures:figure3",
+    "4": "ntkscope.experiments.training_figures:figure4",
+    "8": "ntkscope.experiments.training_figures:figure8",
+    "9": "ntkscope.experiments.training_figures:figure9",
+    "10": "ntkscope.experiments.training_figures:figure10",
+    "11": "ntkscope.experiments.training_figures:figure11",
     "variance": "ntkscope.experiments.variance_figure:figure_variance",
 }
 
