@@ -72,8 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES),
                    help="floating-point type (default float64)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=INT, default=None, metavar="N",
-                   help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=INT, default=1, metavar="N",
+                   help="torch CPU threads (default 1: the per-layer products are small and "
+                   "more threads mostly add synchronization stalls; try more for M >= 1024)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="write the loss curve (log scale) with the NTK changes marked")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -228,7 +228,8 @@ def _figure(num: int, out: str | Path, preset: str, options: SweepOptions | None
     act = "tanh" if num in (3, 8, 10) else "relu"
     widths = grid.widths if num in (10, 11) else (grid.width,)
     by_width, csv_rows = _collect(grid, act, widths, options)
-    base = f"{act}, $\\sigma_b^2$ = {grid.sb2:g}; {grid.settings} ({preset} preset)"
+    base = (f"{act}, $\\sigma_b^2$ = {grid.sb2:g}; {grid.settings} ({preset} preset; "
+            "blank: diverged)")
     rows = by_width[widths[0]]
     if num in (3, 4):
         change = rows.grid(grid.depths, grid.sw2[act], lambda n: _change_at(n, "final"))
