@@ -105,7 +105,10 @@ class LinearizedPrediction:
 
 def _array(name: str, value: Any) -> np.ndarray:
     """``finite_array`` that also takes empty arrays (checked by the caller)."""
-    arr = np.asarray(value, dtype=float) if not isinstance(value, np.ndarray) else value
+    try:
+        arr = np.asarray(value, dtype=float) if not isinstance(value, np.ndarray) else value
+    except (TypeError, ValueError):  # finite_array names the argument
+        return finite_array(name, value)
     return finite_array(name, value) if arr.size else arr.astype(float)
 
 
@@ -429,6 +432,11 @@ def theorem_variance(
     qbar = float(np.average(single.output_var, weights=counts))
     kappa2 = float(np.mean(pairs.kappa2))
     qbar_sr = float(np.mean(pairs.output_cov))
+    if kappa2 == 0.0:  # e.g. sw2 so small that every covariance underflows to 0
+        raise NtkscopeInputError(
+            "sigma_w2: kappa2 is 0 (underflow): Theorem 5.3 needs kappa1/kappa2; use a larger "
+            "sigma_w2 or sigma_b2"
+        )
     ratio = kappa1 / kappa2
     A, var = theorem_formula(ratio, qbar, qbar_sr, S)
     ntk_ratio = var_ntk = None

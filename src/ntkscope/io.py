@@ -26,17 +26,43 @@ def ensure_writable_dir(path: str | os.PathLike[str], name: str = "out") -> Path
     return p
 
 
+def _file_mode(target: Path) -> int:
+    """Permissions for ``target``: those of the file it replaces, else ``0o666 & ~umask``
+    (``mkstemp`` creates ``0o600`` files, which the rename would otherwise keep)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only on success."""
+    """Open a temporary file beside ``path``; rename it over ``path`` only on success.
+
+    On any exception (in the caller's block or while finishing the file) the temporary file
+    is removed and an existing ``path`` is left untouched. The file gets the permissions of
+    the file it replaces (a new file: ``0o666`` less the umask).
+
+    Raises:
+        NtkscopeInputError: the file cannot be created or renamed into place (``OSError``).
+    """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise NtkscopeInputError(f"{target}: cannot write: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        os.chmod(tmp, _file_mode(target))
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise NtkscopeInputError(f"{target}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

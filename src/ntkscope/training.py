@@ -489,7 +489,10 @@ class _Monitor:
         if t == 0:
             self.initial[idx] = loss
             self.best[idx] = loss
-            self.threshold[idx] = self.factor * np.maximum(np.nan_to_num(loss), self.zero_loss)
+            with np.errstate(over="ignore"):  # an infinite threshold is harmless: the
+                # finite-loss check still catches divergence
+                self.threshold[idx] = self.factor * np.maximum(np.nan_to_num(loss),
+                                                               self.zero_loss)
         if t % self.stride == 0:
             self.curve[idx, t // self.stride] = loss
             self.recorded[idx, t // self.stride] = True

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ntkscope.validation import NtkscopeInputError
+
 
 def _number(text: str) -> float:
     try:
@@ -46,18 +48,26 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def jsonable(value: Any) -> Any:
-    """Convert NumPy scalars/arrays to Python; non-finite floats are refused (never written)."""
+def jsonable(value: Any, name: str = "json") -> Any:
+    """Convert NumPy scalars/arrays to Python; non-finite floats are refused (never written).
+
+    Raises:
+        NtkscopeInputError: a non-finite number (the message names its key, e.g.
+            ``kappa_ratio``): the command line turns it into a one-line error, exit code 2.
+    """
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, f"{name}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
+        return jsonable(value.tolist(), name)
     if isinstance(value, (np.floating, float)):
         f = float(value)
         if not math.isfinite(f):
-            raise ValueError(f"refusing to write a non-finite number ({f}) as JSON")
+            raise NtkscopeInputError(
+                f"{name}: is {f}, which JSON cannot represent (degenerate or out-of-range "
+                "input); refusing to write it"
+            )
         return f
     if isinstance(value, np.integer):
         return int(value)

@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """NumPy's ``MemoryError`` or torch's allocator failure (a ``RuntimeError``)."""
+    text = str(exc).lower()
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except NtkscopeInputError as exc:
         print(f"ntkscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:  # sizes too large: a message, not a traceback
+        if not _out_of_memory(exc):
+            raise
+        print(f"ntkscope {args.command}: error: not enough memory for these sizes (samples, "
+              "width, depth, inits); use smaller ones", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ntkscope {args.command}: interrupted", file=sys.stderr)

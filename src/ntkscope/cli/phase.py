@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     chi, q_star = chi1_fixed_point(args.activation, args.sigma_w2, args.sigma_b2)
     sw2_eoc, _ = eoc(args.activation, args.sigma_b2)
     res = {
-        "chi1": float(chi),
+        "chi1": None if np.isnan(chi) else float(chi),  # no q*: null, like q_star
         "q_star": None if np.isnan(q_star) else float(q_star),
         "phase": str(phase_of(chi)),
         "sigma_w2_eoc": None if np.isnan(sw2_eoc) else float(sw2_eoc),

@@ -55,7 +55,7 @@ def compute(args: argparse.Namespace) -> dict:
         "kappa_ratio": float(mf.kappa_ratio),
         "output_var": float(mf.output_var),
         "output_cov": float(mf.output_cov),
-        "chi1_fixed_point": float(chi),
+        "chi1_fixed_point": None if np.isnan(chi) else float(chi),  # no q*: null
         "q_star": None if np.isnan(q_star) else float(q_star),
         "phase": str(phase_of(chi)),
     }

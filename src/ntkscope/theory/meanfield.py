@@ -82,7 +82,7 @@ class MeanField:
     @property
     def kappa_ratio(self) -> np.ndarray:
         """``kappa1 / kappa2`` (conditioning of the infinite-width NTK, paper Section 5)."""
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 (underflow): NaN
             return self.kappa1 / self.kappa2
 
     def layer_table(self) -> list[dict[str, float]]:
@@ -122,7 +122,7 @@ def _validate(
     qa = positive("q0", q0)
     qb = qa if q0_b is None else positive("q0_b", q0_b)
     cab = finite_array("c0", c0)
-    if np.any(np.abs(cab) > np.sqrt(qa * qb) * (1 + 1e-12)):
+    if np.any(np.abs(cab) > np.sqrt(qa) * np.sqrt(qb) * (1 + 1e-12)):  # no overflow of qa*qb
         raise NtkscopeInputError(
             "c0: the input covariance x.x'/M0 must satisfy |c0| <= sqrt(q0 q0') "
             f"(Cauchy-Schwarz); got c0={_brief(cab)} with q0={_brief(qa)}"

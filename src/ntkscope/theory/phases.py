@@ -36,7 +36,7 @@ def _bisect(  # type: ignore[no-untyped-def]
     """
     f_lo = fn(lo)
     for _ in range(iters):
-        mid = np.sqrt(lo * hi) if geometric else 0.5 * (lo + hi)
+        mid = np.sqrt(lo) * np.sqrt(hi) if geometric else 0.5 * lo + 0.5 * hi  # no overflow
         f_mid = fn(mid)
         same = np.sign(f_mid) == np.sign(f_lo)
         lo = np.where(same, mid, lo)
@@ -47,6 +47,7 @@ def _bisect(  # type: ignore[no-untyped-def]
     return 0.5 * (lo + hi)
 
 
+@np.errstate(over="ignore")  # sw2 qhat + sb2 beyond float64 is clamped to _Q_MAX (diverged)
 def fixed_point(
     activation: str | Activation, sigma_w2: float | np.ndarray, sigma_b2: float | np.ndarray
 ) -> np.ndarray:
@@ -132,9 +133,9 @@ def eoc(
             return q - qhat / dphi2 - sb2
 
     lo = np.zeros_like(sb2)
-    hi = np.maximum(2.0 * sb2, 1.0)
+    hi = np.maximum(2.0 * np.minimum(sb2, _Q_MAX), 1.0)  # capped: no overflow
     for _ in range(200):
-        grow = h(hi) < 0
+        grow = (h(hi) < 0) & (hi < _Q_MAX)  # no root below _Q_MAX: NaN below
         if not grow.any():
             break
         hi = np.where(grow, hi * 2.0, hi)
