@@ -18,7 +18,7 @@ from ntkscope.validation import NtkscopeInputError
 
 # Subcommand modules, in the order `ntkscope --help` lists them.
 COMMAND_MODULES = ("theory", "phase", "eoc", "figure", "results", "ntk", "ntk_variance", "variance",
-                   "data", "train")
+                   "data", "train", "check")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,252 @@
+"""The HTML report of ``ntkscope check``: one self-contained page, written atomically.
+
+The page holds the verdict with its reasons, a table of every measured number next to its
+threshold, and up to three figures embedded as base64 PNG (no external resources):
+
+1. the network's place in the phase diagram: ``log10 chi1^L`` over ``(sw2, L)`` from mean-field
+   theory (``chi1`` at the fixed point ``q*``; the growth or decay of gradients through ``L``
+   layers, exact for ReLU, the asymptotic rate otherwise), the EOC dashed, a star at the
+   network's ``(sw2, L)``;
+2. ``R`` against depth at the network's width (when the check measured the curve), with the
+   randomness thresholds and, for ReLU, Hanin & Nica's ``exp(5 L/M)``;
+3. the short training run: loss curve and relative NTK change with the change thresholds.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.ticker import ScalarFormatter
+
+from ntkscope.check import BORDERLINE, FAIL, NO, PASS, YES, CheckResult, kappa_cut
+from ntkscope.io import atomic_open
+from ntkscope.plotting import phase_heatmap, plt
+from ntkscope.theory import chi1_fixed_point
+from ntkscope.validation import NtkscopeInputError
+
+__all__ = ["check_report_path", "phase_diagram", "render_html", "write_report"]
+
+_COLORS = {YES: "#1b7837", BORDERLINE: "#b35806", NO: "#b2182b",
+           PASS: "#1b7837", FAIL: "#b2182b"}
+_SW2_POINTS = 60
+_DEPTH_POINTS = 50
+
+
+def check_report_path(path: str | os.PathLike[str]) -> Path:
+    """Validate an output path before any work: its directory exists and is writable and the
+    path itself is not a directory."""
+    target = Path(path)
+    if str(path) == "" or target.name in ("", ".", ".."):
+        raise NtkscopeInputError(f"html: expected a file name, got {str(path)!r}")
+    if target.is_dir():
+        raise NtkscopeInputError(f"html: {target} is a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise NtkscopeInputError(f"html: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NtkscopeInputError(f"html: directory {parent} is not writable")
+    return target
+
+
+def _png(fig: plt.Figure) -> str:
+    """The figure as a base64 PNG (closes it)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def phase_diagram(res: CheckResult) -> plt.Figure:
+    """Heatmap of ``log10 chi1^L`` over ``(sw2, L)`` with the EOC and the network marked."""
+    e = res.evidence
+    top = max(2.0 * (e.sigma_w2_eoc or 2.0), 1.25 * e.sigma_w2)
+    sw2 = np.linspace(top / 20.0, top, _SW2_POINTS)
+    max_depth = max(50, math.ceil(1.25 * e.depth))
+    depths = np.unique(np.round(np.linspace(1, max_depth, _DEPTH_POINTS)).astype(int))
+    chi, _ = chi1_fixed_point(e.activation, sw2, e.sigma_b2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = depths[:, None] * np.log10(np.asarray(chi, dtype=float))[None, :]
+    finite = values[np.isfinite(values)]
+    span = float(np.clip(np.max(np.abs(finite)) if finite.size else 1.0, 1.0, 12.0))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    mesh = phase_heatmap(ax, sw2, depths, values, norm=TwoSlopeNorm(0.0, -span, span),
+                         cmap="RdBu_r", sw2_eoc=e.sigma_w2_eoc,
+                         title=f"{e.activation}, $\\sigma_b^2$ = {e.sigma_b2:g}: mean-field "
+                         "phase diagram")
+    ax.plot([e.sigma_w2], [e.depth], marker="*", ms=16, color="gold", mec="black",
+            label=f"this network ({e.sigma_w2:g}, L={e.depth})", ls="none")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    fig.colorbar(mesh, ax=ax, label="$\\log_{10} \\chi_1^L$ (ordered < 0 < chaotic)")
+    return fig
+
+
+def _ratio_figure(res: CheckResult) -> plt.Figure:
+    e, t = res.evidence, res.thresholds
+    d = np.array([p.depth for p in res.curve], dtype=float)
+    r = np.array([p.ratio for p in res.curve])
+    lo = np.array([p.ratio_ci[0] for p in res.curve])
+    hi = np.array([p.ratio_ci[1] for p in res.curve])
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.errorbar(d, r, yerr=[r - lo, hi - r], fmt="o-", color="C0", capsize=3,
+                label=f"R, M = {e.width} (95% CI)")
+    ax.plot([e.depth], [e.ratio], marker="*", ms=16, color="gold", mec="black", ls="none",
+            label=f"this network ({res.variance.inits} inits)")
+    if e.hanin_nica is not None:
+        grid = np.linspace(1, d.max(), 100)
+        ax.plot(grid, np.exp(5.0 * grid / e.width), color="0.4", ls=":",
+                label="Hanin & Nica exp(5L/M)")
+    ax.axhline(t.ratio_deterministic, color=_COLORS[PASS], ls="--", lw=1,
+               label=f"deterministic below {t.ratio_deterministic:g}")
+    ax.axhline(t.ratio_random, color=_COLORS[FAIL], ls="--", lw=1,
+               label=f"random above {t.ratio_random:g}")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.set_xlabel("depth $L$")
+    ax.set_ylabel("$R = E[\\Theta_0^2]/E[\\Theta_0]^2$")
+    ax.set_title("NTK randomness at initialization (low-rank sampler)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def _training_figure(res: CheckResult) -> plt.Figure:
+    tr, t = res.training, res.thresholds
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    good = np.isfinite(tr.losses) & (tr.losses > 0)
+    ax.plot(tr.loss_steps[good], tr.losses[good], color="C0", lw=1.3, label="training loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient descent step")
+    ax.set_ylabel("loss", color="C0")
+    ax2 = ax.twinx()
+    steps = [0, *tr.ntk_change]
+    change = [0.0, *tr.ntk_change.values()]
+    if tr.final_ntk_change is not None and tr.steps not in tr.ntk_change:
+        steps.append(tr.steps)
+        change.append(tr.final_ntk_change)
+    ax2.plot(steps, change, "s-", color="C3", label="NTK change")
+    ax2.axhline(t.change_small, color=_COLORS[PASS], ls="--", lw=1)
+    ax2.axhline(t.change_large, color=_COLORS[FAIL], ls="--", lw=1)
+    ax2.set_ylim(0, max(1.1 * max(change), 1.2 * t.change_large))
+    ax2.set_ylabel("$|\\Theta_t - \\Theta_0|_F / |\\Theta_0|_F$", color="C3")
+    ax.set_title(f"{tr.steps} steps at lr = {res.evidence.lr_scale:g} lr_max "
+                 f"({tr.stop_reason})", fontsize=10)
+    return fig
+
+
+def _cell(text: object, outcome: str | None = None) -> str:
+    style = f' style="color:{_COLORS[outcome]};font-weight:bold"' if outcome else ""
+    return f"<td{style}>{html.escape(str(text))}</td>"
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _rows(res: CheckResult) -> list[tuple[str, str, str, str | None, str]]:
+    """``(quantity, value, threshold, outcome, outcome text)`` for the table."""
+    e, t, v, tr = res.evidence, res.thresholds, res.verdict, res.training
+    lo, hi = e.ratio_ci
+    cut = kappa_cut(e.samples, t)
+    ill = e.kappa_ratio < cut
+    rows: list[tuple[str, str, str, str | None, str]] = [
+        ("phase, chi1 at q*", f"{e.phase}, {_fmt(e.chi1)}", "ordered < 1 < chaotic", None, ""),
+        ("sigma_w2 vs edge of chaos", f"{e.sigma_w2:g} vs {_fmt(e.sigma_w2_eoc)}",
+         "sw2_EOC(sb2)", None, ""),
+        ("kappa1/kappa2 (theory, c0 = " + _fmt(res.c0_mean, 3) + ")", _fmt(e.kappa_ratio, 5),
+         f"ill-conditioned below {cut:.5g}", FAIL if ill else None,
+         "ill-conditioned" if ill else "well-conditioned"),
+        ("R = E[Θ0²]/E[Θ0]²", f"{_fmt(e.ratio)} [{_fmt(lo)}, {_fmt(hi)}]",
+         f"pass: CI ≤ {t.ratio_deterministic:g}; fail: R ≥ {t.ratio_random:g}",
+         v.criteria["randomness"], v.criteria["randomness"]),
+    ]
+    if e.hanin_nica is not None:
+        rows.append(("Hanin & Nica exp(5L/M)", _fmt(e.hanin_nica), "ReLU (2, 0) law", None, ""))
+    rows += [
+        (f"NTK change after {tr.steps} steps", _fmt(e.ntk_change),
+         f"pass ≤ {t.change_small:g}; fail ≥ {t.change_large:g}", v.criteria["change"],
+         v.criteria["change"]),
+        ("min loss / initial loss", _fmt(e.loss_drop), "(information)", None, ""),
+        ("min loss / constant-predictor loss", _fmt(e.unexplained),
+         f"trainable ≤ {t.unexplained_trainable:g}", PASS if v.trainable else FAIL,
+         "trainable" if v.trainable else "untrainable"),
+    ]
+    return rows
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:960px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.5em} h2{font-size:1.2em;margin-top:1.6em}
+.verdict{border-left:8px solid;padding:.6em 1em;background:#f7f7f7;margin:1em 0}
+.verdict b{font-size:1.4em}
+table{border-collapse:collapse;width:100%;font-size:.92em}
+td,th{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+figure{margin:1.2em 0} img{max-width:100%} figcaption{font-size:.88em;color:#555}
+.small{font-size:.85em;color:#555}
+"""
+
+
+def render_html(res: CheckResult) -> str:
+    """The complete page (figures embedded) as a string."""
+    e, v = res.evidence, res.verdict
+    esc = html.escape
+    title = (f"{e.activation}, σw² = {e.sigma_w2:g}, σb² = {e.sigma_b2:g}, L = {e.depth}, "
+             f"M = {e.width}")
+    color = _COLORS[v.ntk_regime]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>ntkscope check: {esc(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>ntkscope check: is this network in the NTK regime?</h1>",
+        f"<p>{esc(title)}; {esc(res.dataset)}, S = {e.samples} samples, "
+        f"{res.variance.inits} initializations, {e.train_steps} training steps at "
+        f"{e.lr_scale:g} lr_max, seed {res.seed}.</p>",
+        f'<div class="verdict" style="border-color:{color}">',
+        f'<b style="color:{color}">ntk_regime: {esc(v.ntk_regime)}</b>'
+        f" &nbsp; (trainable: {'yes' if v.trainable else 'no'})",
+        f"<p>{esc(v.reasons[0])}</p></div>",
+        "<h2>Reasons</h2><ul>",
+        *(f"<li>{esc(r)}</li>" for r in v.reasons[1:]),
+        "</ul><h2>Numbers and thresholds</h2>",
+        "<table><tr><th>quantity</th><th>value</th><th>threshold</th><th>outcome</th></tr>",
+    ]
+    for name, value, threshold, outcome, text in _rows(res):
+        parts.append(f"<tr>{_cell(name)}{_cell(value)}{_cell(threshold)}"
+                     f"{_cell(text, outcome)}</tr>")
+    parts.append("</table>")
+    figures = [(phase_diagram(res), "Where the network sits: mean-field theory (Section 2). "
+                "Blue: ordered phase (gradients vanish, NTK close to deterministic at any depth, "
+                "deep networks untrainable); red: chaotic phase (NTK random and changing when "
+                "L/M is not small). Dashed: the edge of chaos.")]
+    if res.curve:
+        figures.append((_ratio_figure(res), "R against depth at this width (fewer "
+                        "initializations than the check itself away from its depth)."))
+    figures.append((_training_figure(res), "The short training run: loss (left axis) and "
+                    "relative NTK change (right axis) with the pass and fail thresholds."))
+    parts.append("<h2>Figures</h2>")
+    for fig, caption in figures:
+        parts.append(f'<figure><img src="data:image/png;base64,{_png(fig)}" '
+                     f'alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>')
+    secs = ", ".join(f"{k} {s:.1f} s" for k, s in res.seconds.items())
+    parts.append(f'<p class="small">Data: {esc(res.data_source)}. Time: {esc(secs)}. '
+                 "Thresholds and their justification: docs/check.md of ntkscope.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(res: CheckResult, path: str | os.PathLike[str]) -> Path:
+    """Render the page and write it atomically (whole or not at all)."""
+    target = check_report_path(path)
+    page = render_html(res).encode("utf-8")
+    with atomic_open(target, "wb") as fh:
+        fh.write(page)
+    return target
