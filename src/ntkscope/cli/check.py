@@ -12,7 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ntkscope.cli.common import FLOAT, INT, add_init_args, add_json_arg, fmt, print_json
+from ntkscope.cli.common import (
+    FLOAT,
+    INT,
+    add_init_args,
+    add_json_arg,
+    add_shape_args,
+    fmt,
+    print_json,
+)
 from ntkscope.datasets import DATASET_NAMES
 
 
@@ -28,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verdict ntk_regime: yes, borderline or no, with the reasons (docs/check.md).",
     )
     add_init_args(p)
-    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
-    p.add_argument("--width", type=INT, required=True, metavar="M", help="hidden width M")
+    add_shape_args(p)
     p.add_argument("--dataset", default="mnist", metavar="|".join(DATASET_NAMES),
                    help="training data (default mnist; parity targets)")
     p.add_argument("--samples", type=INT, default=128, metavar="S",

@@ -44,6 +44,12 @@ def add_init_args(p: argparse.ArgumentParser, *, need_sw2: bool = True) -> None:
                    help="bias variance sb2 (b ~ N(0, sb2))")
 
 
+def add_shape_args(p: argparse.ArgumentParser) -> None:
+    """``--depth L`` (hidden layers) and ``--width M`` (hidden width), both required."""
+    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
+    p.add_argument("--width", type=INT, required=True, metavar="M", help="hidden width M")
+
+
 def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ntkscope.cli.common import INT, add_init_args, add_json_arg, print_json, print_table
+from ntkscope.cli.common import (
+    INT,
+    add_init_args,
+    add_json_arg,
+    add_shape_args,
+    print_json,
+    print_table,
+)
 from ntkscope.datasets import DATASET_NAMES, load_dataset
 from ntkscope.io import atomic_open, ensure_writable_dir
 from ntkscope.validation import NtkscopeInputError
@@ -30,8 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on S inputs and print its size, trace, extreme eigenvalues and condition number.",
     )
     add_init_args(p)
-    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
-    p.add_argument("--width", type=INT, required=True, metavar="M", help="hidden width M")
+    add_shape_args(p)
     p.add_argument("--samples", type=INT, required=True, metavar="S", help="number of inputs S")
     p.add_argument("--dataset", default="gaussian", metavar="NAME",
                    help=f"input data set: {', '.join(DATASET_NAMES)} (default gaussian: uniform "

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ntkscope.cli.common import INT, add_init_args, add_json_arg, print_json, print_table
+from ntkscope.cli.common import (
+    INT,
+    add_init_args,
+    add_json_arg,
+    add_shape_args,
+    print_json,
+    print_table,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "exp(5 L/M). The default low-rank sampler is exact and O(M) per layer.",
     )
     add_init_args(p)
-    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
-    p.add_argument("--width", type=INT, required=True, metavar="M", help="hidden width M")
+    add_shape_args(p)
     p.add_argument("--input-dim", type=INT, default=784, metavar="M0",
                    help="input dimension M0 (default 784)")
     p.add_argument("--inits", type=INT, default=1000, metavar="N",

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ntkscope.cli.common import FLOAT, INT, add_init_args, add_json_arg, print_json, print_table
+from ntkscope.cli.common import (
+    FLOAT,
+    INT,
+    add_init_args,
+    add_json_arg,
+    add_shape_args,
+    print_json,
+    print_table,
+)
 from ntkscope.datasets import DATASET_NAMES, load_dataset
 from ntkscope.io import ensure_writable_dir
 from ntkscope.validation import NtkscopeInputError
@@ -42,8 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(paper Section 4).",
     )
     add_init_args(p)
-    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
-    p.add_argument("--width", type=INT, required=True, metavar="M", help="hidden width M")
+    add_shape_args(p)
     p.add_argument("--dataset", default="mnist", metavar="NAME",
                    help=f"training data: {', '.join(DATASET_NAMES)} (default mnist)")
     p.add_argument("--samples", type=INT, default=128, metavar="S",

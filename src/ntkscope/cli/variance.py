@@ -13,7 +13,14 @@ import argparse
 import sys
 import warnings
 
-from ntkscope.cli.common import INT, add_init_args, add_json_arg, print_json, print_table
+from ntkscope.cli.common import (
+    INT,
+    add_init_args,
+    add_json_arg,
+    add_shape_args,
+    print_json,
+    print_table,
+)
 from ntkscope.datasets import DATASET_NAMES
 from ntkscope.generalization import IllConditionedWarning, variance_report
 
@@ -29,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sampled Theta0(X) with --monte-carlo, else that of the expected NTK E Theta0(X).",
     )
     add_init_args(p)
-    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
-    p.add_argument("--width", type=INT, required=True, metavar="M", help="hidden width M")
+    add_shape_args(p)
     p.add_argument("--samples", type=INT, default=32, metavar="S",
                    help="training set size S (default 32)")
     p.add_argument("--test-points", type=INT, default=16, metavar="T",
