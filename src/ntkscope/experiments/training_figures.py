@@ -70,14 +70,14 @@ PRESETS: dict[str, TrainGrid] = {
         depths=(1, 5, 10, 15, 20, 30, 40, 50), width=256, widths=(128, 256, 512),
         samples=128, sb2=1.0, lr=1e-5, lr_scale=None, max_steps=100_000, patience=100,
         min_delta=1e-7, snapshots=(10, 100, 1000, 10000),
-        settings="M=256, 128 MNIST samples, lr=1e-5, <=1e5 steps, early stop 1e-7/100 steps",
+        settings="128 MNIST samples, lr=1e-5, <=1e5 steps, early stop 1e-7/100 steps",
     ),
     "quick": TrainGrid(
         sw2={"tanh": _lin(0.5, 6.0, 6), "relu": _lin(0.5, 4.0, 6)},
         depths=(1, 3, 6, 10, 15), width=96, widths=(48, 96, 192),
         samples=64, sb2=1.0, lr=1e-4, lr_scale=None, max_steps=1000, patience=100,
         min_delta=1e-7, snapshots=(10, 100, 1000),
-        settings="M=96, 64 MNIST samples, lr=1e-4, <=1000 steps, early stop 1e-7/100",
+        settings="64 MNIST samples, lr=1e-4, <=1000 steps, early stop 1e-7/100",
     ),
 }
 
@@ -255,8 +255,9 @@ def _figure(num: int, out: str | Path, preset: str, options: SweepOptions | None
                                                 lambda n, t=t: _change_at(n, t)))
                   for t in steps]
         fig = _panels(act, grid, panels, _change_norm([p[1] for p in panels]), "magma",
-                      _CHANGE_LABEL, f"Figure {num}: NTK change after t gradient-descent steps "
-                      f"(final kernel for networks stopped earlier)\n{base}")
+                      _CHANGE_LABEL, f"Figure {num}: NTK change after t gradient-descent "
+                      f"steps, width M = {grid.width} (final kernel for networks stopped "
+                      f"earlier)\n{base}")
     else:
         panels = [(f"M = {w}", by_width[w].grid(grid.depths, grid.sw2[act],
                                                 lambda n: _change_at(n, "final")))
