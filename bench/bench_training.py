@@ -1,6 +1,7 @@
 """Benchmark of batched full-batch gradient descent (``ntkscope.training``).
 
-Run ``.venv/bin/python bench/bench_training.py [--threads N] [--steps N]``. Prints, from
+Run ``.venv/bin/python bench/bench_training.py [--threads N] [--steps N] [--device cuda]``.
+Prints, from
 measurements in the same run:
 
 1. gradient-descent steps per second of 16 networks trained together by
@@ -57,15 +58,23 @@ def step_flops(widths: tuple[int, ...], samples: int, gram: bool = False) -> flo
     return float(total)
 
 
-def matmul_rate(M: int, samples: int, repeats: int = 10) -> float:
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work (timings of asynchronous devices)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(M: int, samples: int, device: torch.device, repeats: int = 10) -> float:
     """Best float64 GFLOP/s of ``(16, S, M) @ (16, M, M)`` (a hidden layer of 16 networks)."""
-    a = torch.randn(16, samples, M, dtype=torch.float64)
-    w = torch.randn(16, M, M, dtype=torch.float64)
+    a = torch.randn(16, samples, M, dtype=torch.float64, device=device)
+    w = torch.randn(16, M, M, dtype=torch.float64, device=device)
     torch.bmm(a, w)
     best = float("inf")
     for _ in range(repeats):
+        sync(device)
         t0 = time.perf_counter()
         torch.bmm(a, w)
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * 16 * samples * M * M / best / 1e9
 
@@ -76,7 +85,7 @@ def modules_from(params: Params) -> list[nn.Sequential]:
     for i in range(params.batch):
         layers: list[nn.Module] = []
         for l, (w, b) in enumerate(zip(params.weights, params.biases)):
-            lin = nn.Linear(w.shape[2], w.shape[1], dtype=w.dtype)
+            lin = nn.Linear(w.shape[2], w.shape[1], dtype=w.dtype, device=w.device)
             with torch.no_grad():
                 lin.weight.copy_(w[i])
                 lin.bias.copy_(b[i])
@@ -90,6 +99,7 @@ def modules_from(params: Params) -> list[nn.Sequential]:
 def autograd_steps(nets: list[nn.Sequential], X: torch.Tensor, y: torch.Tensor, lr: float,
                    steps: int) -> float:
     """``steps`` SGD steps of every module in turn (autograd); returns the wall time."""
+    sync(X.device)
     t0 = time.perf_counter()
     for _ in range(steps):
         for m in nets:
@@ -100,6 +110,7 @@ def autograd_steps(nets: list[nn.Sequential], X: torch.Tensor, y: torch.Tensor, 
             with torch.no_grad():
                 for p in m.parameters():
                     p.sub_(p.grad, alpha=lr)
+    sync(X.device)
     return time.perf_counter() - t0
 
 
@@ -117,9 +128,9 @@ def compare(args: argparse.Namespace, L: int = 10, M: int = 256, samples: int = 
     B = 16
     steps = args.steps if steps is None else steps
     net = MLP(M0, M, L, "relu", 2.0, 0.1)
-    params = net.init(B, seed=0)
+    params = net.init(B, seed=0, device=args.device)
     X, y = data(samples=samples)
-    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    Xt, yt = torch.as_tensor(X).to(args.device), torch.as_tensor(y).to(args.device)
     lr = 1e-4
     nets = modules_from(params)
     autograd_steps(nets, Xt, yt, lr, 1)  # warm-up
@@ -148,9 +159,11 @@ def compare(args: argparse.Namespace, L: int = 10, M: int = 256, samples: int = 
         "max_weight_difference": diff,
         "autograd_loop_gflops": flops / best_a / 1e9,
         "batched_gflops": flops_b / best_b / 1e9,
-        "matmul_gflops": matmul_rate(M, samples),
+        "matmul_gflops": matmul_rate(M, samples, args.device),
     }
-    print(f"L={L} M={M} S={samples} B={B} float64 relu, {torch.get_num_threads()} thread(s), "
+    where = (f"{torch.get_num_threads()} thread(s)" if args.device.type == "cpu"
+             else torch.cuda.get_device_name(args.device))
+    print(f"L={L} M={M} S={samples} B={B} float64 relu, {where}, "
           f"best of {args.repeats} x {steps} steps")
     print(f"  autograd loop of {B} nn.Modules : {out['autograd_loop_steps_per_s']:.3f} steps/s "
           f"({best_a / B * 1e3:.1f} ms per network-step)")
@@ -169,7 +182,7 @@ def paper_setting(args: argparse.Namespace) -> dict[str, float]:
     out: dict[str, float] = {}
     for L, M, B in ((50, 512, 1), (50, 512, 16), (10, 256, 16), (50, 256, 16)):
         net = MLP(M0, M, L, "relu", 2.0, 0.1)
-        params = net.init(B, seed=0)
+        params = net.init(B, seed=0, device=args.device)
         steps = max(2, args.steps // (4 if L == 50 else 1))
         t = min(batched_steps(net, params, X, y, 1e-5, steps)[0] for _ in range(2))
         rate = steps / t
@@ -199,7 +212,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU case of the target)")
     args = ap.parse_args()
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available on this machine")
     with _torch_threads(args.threads):
         res = compare(args)
         small = compare(args, L=10, M=32, samples=32, steps=20 * args.steps)

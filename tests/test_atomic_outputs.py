@@ -131,9 +131,16 @@ def test_atomic_open_permissions(tmp_path: Path) -> None:
         os.umask(umask)
 
 
+def test_atomic_open_creates_missing_directories(tmp_path: Path) -> None:
+    with atomic_open(tmp_path / "missing-dir" / "sub" / "x.txt") as fh:
+        fh.write("x")
+    assert (tmp_path / "missing-dir" / "sub" / "x.txt").read_text() == "x"
+
+
 def test_atomic_open_unwritable_place_is_input_error(tmp_path: Path) -> None:
-    with pytest.raises(NtkscopeInputError, match="cannot write"), \
-            atomic_open(tmp_path / "missing-dir" / "x.txt") as fh:
+    (tmp_path / "file").write_text("f")
+    with pytest.raises(NtkscopeInputError, match="not a directory"), \
+            atomic_open(tmp_path / "file" / "x.txt") as fh:
         fh.write("x")  # pragma: no cover - never reached
     blocker = tmp_path / "dir.txt"
     blocker.mkdir()

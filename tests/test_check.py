@@ -196,7 +196,8 @@ def test_html_report_is_self_contained(capsys: pytest.CaptureFixture[str],
     (["--activation", "sigmoid"], "activation"),
     (["--dataset", "cifar"], "dataset"),
     (["--depth", "two"], "depth"),
-    (["--html", "MISSING/report.html"], "does not exist"),
+    (["--html", "/dev/null/report.html"], "is not a directory"),
+    (["--html", "MISSING/report.html", "--depth", "0"], "depth"),  # MISSING/ not created
     (["--html", "."], "html"),
 ])
 def test_bad_input_exit_2_no_file(capsys: pytest.CaptureFixture[str], tmp_path: Path,

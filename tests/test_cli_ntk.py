@@ -158,6 +158,8 @@ def test_ntk_table(capsys: pytest.CaptureFixture[str]) -> None:
         (["--save-params", "p.npy"], "save-params"),
         (["--depth", "-1"], "depth"),
         (["--sigma-b2", "-0.5"], "sigma_b2"),
+        (["--out", "new/dir/k.npy", "--samples", "0"], "samples"),  # new/ is not created
+        (["--out", "k.npy", "--input-dim", "5", "--dataset", "mnist"], "must be 784"),
     ],
 )
 def test_ntk_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str],

@@ -68,6 +68,7 @@ def test_readable_tables(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["--sigma-w2", "0"], "sigma_w2"), (["--sigma-w2", "-2"], "sigma_w2"),
         (["--sigma-b2", "-1"], "sigma_b2"), (["--depth", "0"], "depth"),
+        (["--depth", "99999999"], "<= 10000"),
         (["--width", "0"], "width"), (["--c0", "2"], "c0"), (["--q0", "0"], "q0"),
         (["--sigma-w2", "nan"], "sigma-w2"), (["--sigma-b2", "inf"], "sigma-b2"),
         (["--activation", "sigmoid"], "activation"), (["--input-dim", "0"], "input_dim"),

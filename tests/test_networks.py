@@ -171,6 +171,26 @@ def test_forward_with_cache_gives_gradients(
         torch.testing.assert_close(leaves.biases[l].grad[1], cache.deltas[l][1].sum(0))
 
 
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_backward_output_delta_scales_every_delta(act: str) -> None:
+    # delta^{L+1} = c (per sample) gives c_s delta^l_s in every layer (the trainer's residuals).
+    net = MLP(input_dim=5, width=[6, 4], depth=2, activation=act, sigma_w2=1.5, sigma_b2=0.3)
+    params = net.init(batch=2, seed=3)
+    X = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    c = torch.tensor([[0.5, -2.0, 3.0], [1.5, 0.25, -1.0]], dtype=torch.float64)
+    cache = net.forward_with_cache(params, X)
+    derivs, _, _ = net.forward_scaled(params, X, rescale=False, keep_derivatives=True)
+    got: dict[int, torch.Tensor] = {}
+    net.backward_scaled(params, derivs, 3, lambda l, d, _b: got.__setitem__(l, d),
+                        rescale=False, output_delta=c)
+    for l in range(1, 4):
+        torch.testing.assert_close(got[l].expand_as(cache.deltas[l - 1]),
+                                   c[..., None] * cache.deltas[l - 1], rtol=1e-13, atol=0)
+    derivs, _, _ = net.forward_scaled(params, X, rescale=True, keep_derivatives=True)
+    with pytest.raises(ValueError, match="output_delta"):
+        net.backward_scaled(params, derivs, 3, lambda *a: None, rescale=True, output_delta=c)
+
+
 def test_deep_chaotic_relu_forward_is_finite_and_exact() -> None:
     # ReLU with sw2 = 4 doubles |x^l|^2 per layer: f ~ 2^100 at depth 200.
     net = MLP(input_dim=8, width=16, depth=200, activation="relu", sigma_w2=4.0, sigma_b2=0.1)

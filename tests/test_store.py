@@ -214,6 +214,11 @@ def test_empty_files_become_stores(tmp_path):
     db.close()
     assert (tmp_path / "empty.sqlite").read_bytes().startswith(b"SQLite format 3")
     for name in ("zero.sqlite", "empty.sqlite"):
+        before = (tmp_path / name).read_bytes()
+        # Read-only opening (`results list`) refuses them and leaves them as they are.
+        with pytest.raises(NtkscopeInputError, match="is empty"):
+            Store(tmp_path / name, create=False)
+        assert (tmp_path / name).read_bytes() == before
         with Store(tmp_path / name) as s:
             _fill(s)
         with Store(tmp_path / name, create=False) as s:

@@ -26,6 +26,35 @@ def ensure_writable_dir(path: str | os.PathLike[str], name: str = "out") -> Path
     return p
 
 
+def check_output_file(
+    path: str | os.PathLike[str], name: str, suffixes: tuple[str, ...] | None = None
+) -> Path:
+    """Check an output file name before any work is done, without touching the disk.
+
+    ``path`` must name a file, not a directory, with one of ``suffixes`` (lower case, with
+    the dot; ``None``: any), and the nearest existing ancestor of its directory must be a
+    writable directory. Missing directories are created only when the file is written
+    (:func:`atomic_open`), so a command that fails leaves nothing behind.
+    """
+    target = Path(path)
+    if str(path) == "" or target.name in ("", ".", ".."):
+        raise NtkscopeInputError(f"{name}: expected a file name, got {str(path)!r}")
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        raise NtkscopeInputError(
+            f"{name}: expected a {' or '.join(suffixes)} file name, got {str(path)!r}"
+        )
+    if target.is_dir():
+        raise NtkscopeInputError(f"{name}: {path} is a directory")
+    probe = target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NtkscopeInputError(f"{name}: {probe} exists and is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise NtkscopeInputError(f"{name}: directory {probe} is not writable")
+    return target
+
+
 def _file_mode(target: Path) -> int:
     """Permissions for ``target``: those of the file it replaces, else ``0o666 & ~umask``
     (``mkstemp`` creates ``0o600`` files, which the rename would otherwise keep)."""
@@ -41,6 +70,8 @@ def _file_mode(target: Path) -> int:
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it over ``path`` only on success.
 
+    Missing parent directories are created first.
+
     On any exception (in the caller's block or while finishing the file) the temporary file
     is removed and an existing ``path`` is left untouched. The file gets the permissions of
     the file it replaces (a new file: ``0o666`` less the umask).
@@ -49,6 +80,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
         NtkscopeInputError: the file cannot be created or renamed into place (``OSError``).
     """
     target = Path(path)
+    if not target.parent.is_dir():
+        ensure_writable_dir(target.parent, str(target))
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:

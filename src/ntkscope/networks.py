@@ -548,8 +548,10 @@ class MLP:
         otherwise ``g`` is ``None`` and ``P = A_{l-1}``). ``P`` may broadcast over the batch
         axis (shape ``(1, S, M0)``).
 
-        Returns ``(derivs, h, g)``: ``derivs[l-1] = phi'(h^l)`` for ``l = 1..L`` (only with
-        ``keep_derivatives``) and the output ``f = 2**g * h`` (``(B, S)``; ``g`` None: ``h``).
+        Returns ``(derivs, h, g)``: ``derivs[l-1]`` holds ``phi'(h^l)`` for ``l = 1..L`` (only
+        with ``keep_derivatives``; for ReLU it is ``phi(h^l)`` itself, whose sign gives
+        ``phi'``: :meth:`backward_scaled` reads it either way) and the output ``f = 2**g * h``
+        (``(B, S)``; ``g`` None: ``h``).
         """
         phi, dphi = self.activation.torch_fn, self.activation.torch_deriv
         emax = max_exponent(params.dtype) - 1
@@ -575,8 +577,8 @@ class MLP:
                 return derivs, h[..., 0], g
             x, a = phi(h), g
             if keep_derivatives:
-                # ReLU: phi' = sign(relu(h)), one cheap pass instead of a boolean cast.
-                derivs.append(torch.sign(x) if self._relu else dphi(h))
+                # ReLU: phi'(h) = 1[phi(h) > 0] is read off phi(h) itself (no extra pass).
+                derivs.append(x if self._relu else dphi(h))
         raise AssertionError("unreachable")
 
     def backward_scaled(
@@ -588,8 +590,11 @@ class MLP:
         *,
         rescale: bool,
         monitor: RangeMonitor | None = None,
+        output_delta: Tensor | None = None,
     ) -> None:
-        """Backpropagate ``delta^l = phi'(h^l) * (W^{l+1})^T delta^{l+1}``, ``delta^{L+1} = 1``.
+        """Backpropagate ``delta^l = phi'(h^l) * (W^{l+1})^T delta^{l+1}``, ``delta^{L+1} = 1``
+        (or ``output_delta`` of shape ``(B, S)``, plain values only: a per-sample weight such as
+        the residuals of a loss, which then scales every ``delta^l``).
 
         Calls ``on_delta(l, D, beta)`` for ``l = L+1, L, ..., 1``: with ``rescale``,
         ``D_l = 2**beta[..., None] * D`` with ``max|D| in [1/2, 1)`` per row unless zero;
@@ -599,12 +604,20 @@ class MLP:
         emax = max_exponent(params.dtype) - 1
         w_out = params.weights[-1]
         shape = (w_out.shape[0], num_inputs)
-        d = torch.ones((*shape, 1), dtype=w_out.dtype, device=w_out.device)
+        if output_delta is None:
+            d = torch.ones((*shape, 1), dtype=w_out.dtype, device=w_out.device)
+        elif rescale or output_delta.shape != shape:
+            raise ValueError("output_delta: plain passes only, shape (B, S)")
+        else:
+            d = output_delta[..., None]
         beta = torch.zeros_like(d[..., 0]) if rescale else None
         on_delta(self.depth + 1, d, beta)
         for l in range(self.depth, 0, -1):
             w = params.weights[l]  # W^{l+1}: (B, M_{l+1}, M_l)
-            d = torch.matmul(d, w).mul_(derivs[l - 1])
+            if self._relu:  # derivs[l-1] = relu(h^l): zero where it is zero (h^l <= 0)
+                d = torch.matmul(d, w).masked_fill_(derivs[l - 1] == 0, 0.0)
+            else:
+                d = torch.matmul(d, w).mul_(derivs[l - 1])
             derivs[l - 1] = d  # drop the reference to phi'(h^l)
             if beta is None:
                 if monitor is not None:

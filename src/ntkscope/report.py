@@ -26,33 +26,16 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import ScalarFormatter
 
 from ntkscope.check import BORDERLINE, FAIL, NO, PASS, YES, CheckResult, kappa_cut
-from ntkscope.io import atomic_open
+from ntkscope.io import atomic_open, check_output_file
 from ntkscope.plotting import phase_heatmap, plt
 from ntkscope.theory import chi1_fixed_point
-from ntkscope.validation import NtkscopeInputError
 
-__all__ = ["check_report_path", "phase_diagram", "render_html", "write_report"]
+__all__ = ["phase_diagram", "render_html", "write_report"]
 
 _COLORS = {YES: "#1b7837", BORDERLINE: "#b35806", NO: "#b2182b",
            PASS: "#1b7837", FAIL: "#b2182b"}
 _SW2_POINTS = 60
 _DEPTH_POINTS = 50
-
-
-def check_report_path(path: str | os.PathLike[str]) -> Path:
-    """Validate an output path before any work: its directory exists and is writable and the
-    path itself is not a directory."""
-    target = Path(path)
-    if str(path) == "" or target.name in ("", ".", ".."):
-        raise NtkscopeInputError(f"html: expected a file name, got {str(path)!r}")
-    if target.is_dir():
-        raise NtkscopeInputError(f"html: {target} is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise NtkscopeInputError(f"html: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise NtkscopeInputError(f"html: directory {parent} is not writable")
-    return target
 
 
 def _png(fig: plt.Figure) -> str:
@@ -245,7 +228,7 @@ def render_html(res: CheckResult) -> str:
 
 def write_report(res: CheckResult, path: str | os.PathLike[str]) -> Path:
     """Render the page and write it atomically (whole or not at all)."""
-    target = check_report_path(path)
+    target = check_output_file(path, "html")
     page = render_html(res).encode("utf-8")
     with atomic_open(target, "wb") as fh:
         fh.write(page)

@@ -260,6 +260,8 @@ class Store:
             raise NtkscopeInputError(f"store: cannot open {self.path}: {exc}") from None
         try:
             if not exists or self._is_empty_database():
+                if not create:  # the read-only commands never write a schema
+                    raise NtkscopeInputError(f"store: {self.path} is empty (no results stored yet)")
                 self._create()
             else:
                 self._check_ntkscope()
@@ -497,6 +499,8 @@ def _check_file(path: Path, create: bool) -> bool:
     except OSError as exc:
         raise NtkscopeInputError(f"store: cannot read {path}: {exc.strerror}") from None
     if not head:  # an empty file (e.g. a creation killed before its first commit)
+        if not create:
+            raise NtkscopeInputError(f"store: {path} is empty (no results stored yet)")
         return False
     if head != _SQLITE_MAGIC:
         raise NtkscopeInputError(
@@ -557,14 +561,11 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, A
 def export_table(store: Store, path: str | os.PathLike[str], fmt: str,
                  kind: str | None = None) -> int:
     """Write the store's rows (of ``kind``) as CSV or Parquet, atomically; returns the count."""
-    from ntkscope.io import atomic_open, ensure_writable_dir
+    from ntkscope.io import atomic_open, check_output_file
 
     if fmt not in EXPORT_FORMATS:
         raise NtkscopeInputError(f"format: expected one of {EXPORT_FORMATS}, got {fmt!r}")
-    target = Path(path)
-    if target.is_dir():
-        raise NtkscopeInputError(f"out: {target} is a directory")
-    ensure_writable_dir(target.parent, "out")
+    target = check_output_file(path, "out")
     columns, rows = flat_table(store.records(kind=kind))
     if fmt == "csv":
         import csv

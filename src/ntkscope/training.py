@@ -291,9 +291,10 @@ def _backward(
         # W^{l+1} was just used to form D_l and is not needed again: update it now.
         if pending:
             flush(*pending.pop())
-        pending.append((l, d * coef[..., None]))
+        pending.append((l, d))
 
-    net.backward_scaled(params, fp.derivs, s, visit, rescale=False)
+    # delta^{L+1} = coef: every D_l arrives already scaled, coef ∘ D_l.
+    net.backward_scaled(params, fp.derivs, s, visit, rescale=False, output_delta=coef)
     flush(*pending.pop())
     return ok
 

@@ -51,8 +51,8 @@ def nonnegative(name: str, value: Any) -> np.ndarray:
     return arr
 
 
-def positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` (bools and non-integral floats are refused)."""
+def positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in ``[minimum, maximum]`` (bools and non-integral floats are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)):
         raise _fail(name, f"expected an integer, got {value!r}")
     if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
@@ -60,6 +60,8 @@ def positive_int(name: str, value: Any, minimum: int = 1) -> int:
     ivalue = int(value)
     if ivalue < minimum:
         raise _fail(name, f"must be >= {minimum}, got {ivalue}")
+    if maximum is not None and ivalue > maximum:
+        raise _fail(name, f"must be <= {maximum}, got {ivalue}")
     return ivalue
 
 

@@ -64,9 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ntkscope.check import check_network, kappa_cut, theory_condition
-    from ntkscope.report import check_report_path, write_report
+    from ntkscope.io import check_output_file
+    from ntkscope.report import write_report
 
-    target = None if args.html is None else check_report_path(args.html)
+    target = None if args.html is None else check_output_file(args.html, "html")
     res = check_network(
         args.activation, args.sigma_w2, args.sigma_b2, args.depth, args.width,
         dataset=args.dataset, samples=args.samples, inits=args.inits,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -25,8 +24,7 @@ from ntkscope.cli.common import (
     print_table,
 )
 from ntkscope.datasets import DATASET_NAMES, load_dataset
-from ntkscope.io import atomic_open, ensure_writable_dir
-from ntkscope.validation import NtkscopeInputError
+from ntkscope.io import atomic_open, check_output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,19 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _target(path: str | None, name: str, suffix: str) -> Path | None:
-    """Check an output path: its directory is created if needed and must be writable."""
-    if path is None:
-        return None
-    target = Path(path)
-    if target.suffix != suffix:
-        raise NtkscopeInputError(f"{name}: expected a {suffix} file name, got {path!r}")
-    if target.is_dir():
-        raise NtkscopeInputError(f"{name}: {path} is a directory")
-    ensure_writable_dir(target.parent if str(target.parent) else Path("."), name)
-    return target
-
-
 def kernel_summary(K: np.ndarray) -> dict[str, float | int | None]:
     """Size, trace, extreme eigenvalues and ``lambda_max / lambda_min`` of a symmetric kernel.
 
@@ -94,14 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from ntkscope.ntk import empirical_ntk
 
     t0 = time.perf_counter()
-    out = _target(args.out, "out", ".npy")
-    params_out = _target(args.save_params, "save-params", ".npz")
+    out = None if args.out is None else check_output_file(args.out, "out", (".npy",))
+    params_out = (None if args.save_params is None
+                  else check_output_file(args.save_params, "save-params", (".npz",)))
     net = MLP(args.input_dim, args.width, args.depth, args.activation, args.sigma_w2,
               args.sigma_b2)
     data = load_dataset(args.dataset, args.samples, args.seed, data_dir=args.data_dir,
                         dim=args.input_dim)
-    if data.note:
-        print(f"ntkscope ntk: note: {data.note}", file=sys.stderr)
     X = data.X
     params = net.init(batch=1, seed=args.seed, dtype=torch.float64)
     K = empirical_ntk(net, params, X)[0].cpu().numpy()
@@ -113,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         with atomic_open(params_out, "wb") as fh:
             np.savez(fh, X=X, **params.to_numpy_dict(0))
     summary["seconds"] = time.perf_counter() - t0
+    if data.note:  # after every check passed: a failing command prints one line only
+        print(f"ntkscope ntk: note: {data.note}", file=sys.stderr)
     if args.json:
         print_json({**summary, "out": None if out is None else str(out),
                     "params": None if params_out is None else str(params_out)})

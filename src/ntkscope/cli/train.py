@@ -28,7 +28,7 @@ from ntkscope.cli.common import (
     print_table,
 )
 from ntkscope.datasets import DATASET_NAMES, load_dataset
-from ntkscope.io import ensure_writable_dir
+from ntkscope.io import check_output_file
 from ntkscope.validation import NtkscopeInputError
 
 if TYPE_CHECKING:
@@ -105,18 +105,6 @@ def parse_snapshots(text: str) -> tuple[int, ...]:
     return check_snapshots(values)
 
 
-def _plot_target(path: str | None) -> Path | None:
-    if path is None:
-        return None
-    target = Path(path)
-    if target.suffix.lower() != ".png":
-        raise NtkscopeInputError(f"plot: expected a .png file name, got {path!r}")
-    if target.is_dir():
-        raise NtkscopeInputError(f"plot: {path} is a directory")
-    ensure_writable_dir(target.parent if str(target.parent) else Path("."), "plot")
-    return target
-
-
 def plot_training(result: TrainResult, path: Path, title: str) -> Path:
     """Loss curve (log y) with the snapshot steps marked and the NTK changes annotated; written
     atomically."""
@@ -154,13 +142,11 @@ def run(args: argparse.Namespace) -> int:
     from ntkscope.training import train
 
     snapshots = parse_snapshots(args.snapshots)
-    plot = _plot_target(args.plot)
+    plot = None if args.plot is None else check_output_file(args.plot, "plot", (".png",))
     check_device(args.device)
     net = MLP(784, args.width, args.depth, args.activation, args.sigma_w2, args.sigma_b2)
     data = load_dataset(args.dataset, args.samples, args.seed, target=args.target,
                         data_dir=args.data_dir)
-    if data.note:
-        print(f"ntkscope train: note: {data.note}", file=sys.stderr)
     run_ = train(
         net, data.X, data.y, batch=1, seed=args.seed, lr=args.lr, lr_scale=args.lr_scale,
         max_steps=args.max_steps, patience=args.patience, min_delta=args.min_delta,
@@ -170,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_.results[0]
     title = (f"{net.activation.name}, sw2={net.sigma_w2:g}, sb2={net.sigma_b2:g}, "
              f"L={net.depth}, M={args.width}, {data.name} ({data.target}), S={args.samples}")
+    if data.note:  # after every check passed: a failing command prints one line only
+        print(f"ntkscope train: note: {data.note}", file=sys.stderr)
     if plot is not None:
         plot_training(result, plot, title)
     if args.json:

@@ -110,13 +110,18 @@ class _Inputs:
     input_dim: int
 
 
+MAX_DEPTH = 10_000
+"""Deepest network the recursions accept: every signal has reached its fixed point (or
+over/underflowed) long before, and a smooth activation costs a few ms of quadrature per layer."""
+
+
 def _validate(
     activation, sigma_w2, sigma_b2, depth, width, input_dim, q0, c0, q0_b
 ) -> _Inputs:  # type: ignore[no-untyped-def]
     act = get_activation(activation)
     sw2 = positive("sigma_w2", sigma_w2)
     sb2 = nonnegative("sigma_b2", sigma_b2)
-    depth = positive_int("depth", depth)
+    depth = positive_int("depth", depth, maximum=MAX_DEPTH)
     hidden = widths("width", width, depth)
     m0 = hidden[0] if input_dim is None else positive_int("input_dim", input_dim)
     qa = positive("q0", q0)
