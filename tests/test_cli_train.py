@@ -61,7 +61,6 @@ def test_plot_written(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--lr", "1e-3", "--lr-scale", "0.5"], "not both"),
     (["--lr", "0"], "lr"),
     (["--lr-scale", "-2"], "lr-scale"),
     (["--snapshots", "10,abc"], "snapshots"),

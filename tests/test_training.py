@@ -309,8 +309,21 @@ def test_deterministic_and_float32(data: tuple[np.ndarray, np.ndarray]) -> None:
         assert r32.final_ntk_change == pytest.approx(r64.final_ntk_change, rel=1e-3)
 
 
+def test_lr_with_lr_scale_is_capped_per_network(data: tuple[np.ndarray, np.ndarray]) -> None:
+    # lr = min(lr, s lr_max): the fixed rate where it is below the cap, the cap elsewhere.
+    X, y = data
+    net = MLP(32, 16, 3, "relu")
+    params = init_params(net, [(0.5, 0.1), (4.0, 0.1)], seed=2)
+    lr_max = max_learning_rate(net, params, X).cpu().numpy()
+    assert lr_max[0] > 4 * lr_max[1]  # the chaotic network has the larger NTK
+    lr = float(0.3 * np.sqrt(lr_max[0] * lr_max[1]))  # between the two caps
+    run = train(net, X, y, params, lr=lr, lr_scale=0.3, max_steps=3, patience=None)
+    got = [r.lr for r in run.results]
+    assert got[0] == lr and got[1] == pytest.approx(0.3 * lr_max[1], rel=1e-12)
+    assert [r.lr_max for r in run.results] == pytest.approx(list(lr_max), rel=1e-12)
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lr": 1e-3, "lr_scale": 0.5}, "not both"),
     ({"lr": 0.0}, "lr"),
     ({"lr": [1e-3, 1e-3, 1e-3]}, "one per network"),
     ({"lr_scale": -1.0}, "lr_scale"),

@@ -54,7 +54,7 @@ the ones the stopping decision was taken on.
 
 Learning rate: a fixed ``lr`` (paper ``1e-5``), or ``lr_scale * lr_max`` per network with
 ``lr_max = 2 S / lambda_max(Theta_0(X))``, the largest stable rate of the linearized dynamics
-``f <- f - (lr/S) Theta_0 (f - y)``.
+``f <- f - (lr/S) Theta_0 (f - y)``, or both: ``min(lr, lr_scale * lr_max)``.
 
 NTK change: ``|Theta_t(X) - Theta_0(X)|_F / |Theta_0(X)|_F`` on the training inputs at the
 snapshot steps a network reaches (``t <= steps``) and at its final parameters.
@@ -657,7 +657,9 @@ def train(
         net: the architecture (activation, widths, depth).
         X: ``(S, M0)`` training inputs; y: ``(S,)`` targets.
         lr: fixed learning rate(s), one or one per network (default ``1e-5``, the paper's).
-        lr_scale: instead of ``lr``: ``lr = lr_scale * 2 S / lambda_max(Theta_0(X))``.
+        lr_scale: ``lr = lr_scale * lr_max`` with ``lr_max = 2 S / lambda_max(Theta_0(X))``
+            per network; given together with ``lr``, a cap: ``min(lr, lr_scale * lr_max)``
+            (a fixed rate that never exceeds the stability limit of the linearized dynamics).
         max_steps: most updates per network (paper ``1e5``).
         patience, min_delta: early stopping (paper ``100``, ``1e-7``); ``patience=None``
             turns it off.
@@ -680,13 +682,11 @@ def train(
         a :class:`TrainRun`: one :class:`TrainResult` per network, the final parameters.
 
     Raises:
-        NtkscopeInputError: bad arguments (both ``lr`` and ``lr_scale``, ``lr <= 0``, ...).
+        NtkscopeInputError: bad arguments (``lr <= 0``, ``lr_scale <= 0``, ...).
         NtkscopeRangeError: ``Theta_0`` itself is not representable in the dtype.
     """
     start = time.perf_counter()
     net = _check_net(net)
-    if lr is not None and lr_scale is not None:
-        raise NtkscopeInputError("lr: give either lr or lr_scale, not both")
     if params is None:
         params = init_params(
             net, variances, batch=batch, seed=seed, dtype=dtype, device=device
@@ -721,9 +721,8 @@ def train(
     gram = x.shape[0] < net.input_dim if gram_first_layer is None else gram_first_layer
     if lr_scale is not None:
         lr_scale = float(positive("lr_scale", lr_scale))
-        rates = None
-    else:
-        rates = _per_network("lr", 1e-5 if lr is None else lr, params.batch)
+    rates = (None if lr is None and lr_scale is not None
+             else _per_network("lr", 1e-5 if lr is None else lr, params.batch))
     # Independent networks: train them in chunks whose pass fits the memory budget.
     n, s = params.batch, x.shape[0]
     per_net = 3 * s * sum(net.layer_widths[1:]) * x.element_size()
@@ -786,11 +785,15 @@ def _train(
     lam = _lambda_max(theta0).cpu().numpy()
     ntk_seconds = time.perf_counter() - clock
     lr_max = np.where(lam > 0, 2.0 * S / np.where(lam > 0, lam, 1.0), np.inf)
-    if rates is None:
-        assert lr_scale is not None
-        rates = lr_scale * lr_max
-        if not np.all(np.isfinite(rates)):
+    if lr_scale is not None:
+        scaled = lr_scale * lr_max
+        if rates is not None:
+            rates = np.minimum(rates, scaled)  # a cap on the fixed rates
+        elif not np.all(np.isfinite(scaled)):
             raise NtkscopeInputError("lr_scale: lambda_max(Theta_0) <= 0, lr_max is undefined")
+        else:
+            rates = scaled
+    assert rates is not None
     scale = torch.as_tensor(rates / S).to(params.device, params.dtype)
     zero_loss = float(torch.linalg.vecdot(yt, yt)) / (2 * S)
     mon = _Monitor(B, max_steps, patience, min_delta, factor, zero_loss, curve_points)

@@ -3,7 +3,7 @@ NTK changes (paper Section 4).
 
 Loss ``L = 1/(2S) sum_s (f(x_s) - y_s)^2`` on ``S`` samples of a data set, updates
 ``theta <- theta - lr grad L`` with a fixed ``--lr`` or ``--lr-scale s`` (``lr = s * 2S /
-lambda_max(Theta_0)``), early stopping after ``--patience`` steps without a decrease of at least
+lambda_max(Theta_0)``) or both (``lr = min(--lr, s lr_max)``), early stopping after ``--patience`` steps without a decrease of at least
 ``--min-delta`` (paper: 100 and 1e-7), at most ``--max-steps`` updates (paper 1e5). Reports the
 relative change ``|Theta_t - Theta_0|_F / |Theta_0|_F`` at the ``--snapshots`` reached and at
 the end; ``--plot`` draws the loss curve. Algorithm and rules: :mod:`ntkscope.training`.
@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=FLOAT, default=None,
                    help="fixed learning rate (default 1e-5, the paper's)")
     p.add_argument("--lr-scale", type=FLOAT, default=None, metavar="S",
-                   help="instead of --lr: S * lr_max, lr_max = 2 S / lambda_max(Theta_0)")
+                   help="S * lr_max, lr_max = 2 S / lambda_max(Theta_0); with --lr: a cap, "
+                   "lr = min(--lr, S * lr_max)")
     p.add_argument("--max-steps", type=INT, default=100_000, metavar="N",
                    help="most gradient steps (default 100000)")
     p.add_argument("--patience", type=INT, default=100, metavar="N",
@@ -130,8 +131,6 @@ def plot_training(result: TrainResult, path: Path, title: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.lr is not None and args.lr_scale is not None:
-        raise NtkscopeInputError("lr: give either --lr or --lr-scale, not both")
     if args.lr is not None and args.lr <= 0:
         raise NtkscopeInputError(f"lr: must be > 0, got {args.lr:g}")
     if args.lr_scale is not None and args.lr_scale <= 0:
