@@ -42,6 +42,18 @@ def test_default_lr_and_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out)["lr"] == 1e-5
 
 
+def test_lr_capped_by_lr_scale(capsys: pytest.CaptureFixture[str]) -> None:
+    # --lr with --lr-scale: min(lr, s lr_max); the cap binds for a huge lr, not for a tiny one.
+    code, out, _ = _run(capsys, *NET, "--max-steps", "2", "--lr-scale", "0.5", "--json")
+    capped = json.loads(out)["lr"]
+    code, out, _ = _run(capsys, *NET, "--max-steps", "2", "--lr", "1e3", "--lr-scale", "0.5",
+                        "--json")
+    assert code == 0 and json.loads(out)["lr"] == capped
+    code, out, _ = _run(capsys, *NET, "--max-steps", "2", "--lr", "1e-9", "--lr-scale", "0.5",
+                        "--json")
+    assert code == 0 and json.loads(out)["lr"] == 1e-9 < capped
+
+
 def test_early_stop_and_divergence(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, *NET, "--lr", "1e-12", "--patience", "7", "--json")
     assert code == 0 and json.loads(out)["stop_reason"] == "early_stop"

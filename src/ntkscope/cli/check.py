@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch CPU threads for the training run (default 1: fastest on a "
                    "small or loaded machine)")
     p.add_argument("--html", metavar="FILE",
-                   help="also write a self-contained HTML report (its directory must exist)")
+                   help="also write a self-contained HTML report (missing directories are created)")
     add_json_arg(p)
     p.set_defaults(func=run)
 
