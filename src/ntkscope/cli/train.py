@@ -3,8 +3,9 @@ NTK changes (paper Section 4).
 
 Loss ``L = 1/(2S) sum_s (f(x_s) - y_s)^2`` on ``S`` samples of a data set, updates
 ``theta <- theta - lr grad L`` with a fixed ``--lr`` or ``--lr-scale s`` (``lr = s * 2S /
-lambda_max(Theta_0)``) or both (``lr = min(--lr, s lr_max)``), early stopping after ``--patience`` steps without a decrease of at least
-``--min-delta`` (paper: 100 and 1e-7), at most ``--max-steps`` updates (paper 1e5). Reports the
+lambda_max(Theta_0)``) or both (``lr = min(--lr, s lr_max)``), early stopping after
+``--patience`` steps without a decrease of at least ``--min-delta`` (paper: 100 and 1e-7), at
+most ``--max-steps`` updates (paper 1e5). Reports the
 relative change ``|Theta_t - Theta_0|_F / |Theta_0|_F`` at the ``--snapshots`` reached and at
 the end; ``--plot`` draws the loss curve. Algorithm and rules: :mod:`ntkscope.training`.
 """
