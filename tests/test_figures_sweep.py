@@ -70,3 +70,30 @@ def test_figure_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "store" in err and "scheduler" in err and "Traceback" not in err
+
+
+def test_cells_run_on_the_requested_device(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    # The device reaches every cell function as a keyword (not through the cell's key).
+    from ntkscope.experiments import common
+
+    seen = {}
+
+    def fake_sweep(cells, fn, store, **kwargs):  # type: ignore[no-untyped-def]
+        seen["keywords"], seen["configs"] = fn.keywords, [c.config for c in cells]
+        return type("R", (), {"failed": 0, "summaries": [{} for _ in cells]})()
+
+    monkeypatch.setattr(common, "run_sweep", fake_sweep)
+    opts = common.SweepOptions(store=tmp_path / "s.sqlite", device="cuda:1")
+    assert common.run_cells("k", [{"a": 1}], nvf.ntk_variance_cell, opts) == [{}]
+    assert seen == {"keywords": {"device": "cuda:1"}, "configs": [{"a": 1}]}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_figure_device_cuda_without_gpu_is_refused(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "figs"
+    assert main(["figure", "1", "--out", str(out), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA was requested but is not available" in err and len(err.splitlines()) == 1
+    assert not out.exists()

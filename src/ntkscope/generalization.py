@@ -583,6 +583,7 @@ def monte_carlo_variance(
     confidence: float = 0.95,
     resamples: int = 1000,
     on_singular: str = "raise",
+    device: Any = "cpu",
 ) -> MCVariance:
     """Monte Carlo ``Var f_inf(x)`` (eq. 10) on held-out inputs over ``inits`` initializations.
 
@@ -591,7 +592,9 @@ def monte_carlo_variance(
     ``[X_train[g]; X_test]`` by :func:`ntkscope.sampling.sample_ntk` (initializations
     ``g N .. (g+1) N - 1`` of ``seed``, so draws are independent across sets) and eq. 10 is
     evaluated per draw (:func:`linearized_predictor`). Ill-conditioning warnings are raised
-    once per call; numerically singular ``Theta0(X)`` follow ``on_singular``.
+    once per call; numerically singular ``Theta0(X)`` follow ``on_singular``. ``device``:
+    where the kernels are sampled (``cpu`` or ``cuda``; eq. 10 is then solved in float64
+    NumPy).
     """
     from ntkscope.sampling import sample_ntk
 
@@ -628,7 +631,7 @@ def monte_carlo_variance(
         for g in range(G):
             smp = sample_ntk(activation, sigma_w2, sigma_b2, depth, width,
                              np.vstack([Xtr[g], Xte]), N, seed=seed, method=method,
-                             start=g * N)
+                             start=g * N, device=device)
             th, f = smp.theta_scaled, smp.f  # eq. 10 is invariant under Theta0 -> c Theta0
             pred = linearized_predictor(th[:, :S, :S], th[:, S:, :S], f[:, :S], f[:, S:],
                                         ytr[g], on_singular=on_singular)
@@ -716,6 +719,7 @@ def variance_report(
     input_dim: int | None = None,
     data_dir: Any = None,
     method: str = "lowrank",
+    device: Any = "cpu",
 ) -> VarianceReport:
     """Theorem 5.3 vs. the kernel variance vs. Monte Carlo on a data set.
 
@@ -723,7 +727,8 @@ def variance_report(
     random sets, seeds ``seed, seed+1, ...``); held-out inputs: ``test_points`` of the test
     split. The theorem averages over the covariances of all these inputs together.
     ``monte_carlo`` (``N >= 2``) initializations per training set, or ``None`` for theory only.
-    ``input_dim`` sets ``M0`` of the ``gaussian`` data (default 784).
+    ``input_dim`` sets ``M0`` of the ``gaussian`` data (default 784); ``device``: where the
+    Monte Carlo kernels are sampled.
     """
     S = positive_int("samples", samples, minimum=2)
     T = positive_int("test_points", test_points)
@@ -740,5 +745,6 @@ def variance_report(
     mc = None
     if monte_carlo is not None:
         mc = monte_carlo_variance(activation, sigma_w2, sigma_b2, depth, width, Xtr, ytr, Xte,
-                                  monte_carlo, seed, method=method, on_singular="warn")
+                                  monte_carlo, seed, method=method, on_singular="warn",
+                                  device=device)
     return VarianceReport(theorem, kernel, mc, S, T, dataset, m0)

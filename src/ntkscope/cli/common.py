@@ -54,6 +54,12 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def add_device_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                   what: str = "the computation") -> None:
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                   help=f"where {what} runs: cpu (default) or cuda (cuda:N for GPU N)")
+
+
 def jsonable(value: Any, name: str = "json") -> Any:
     """Convert NumPy scalars/arrays to Python; non-finite floats are refused (never written).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ntkscope.cli.common import INT
+from ntkscope.cli.common import INT, add_device_arg
 from ntkscope.experiments import FIGURES, PRESETS, figure_function
 from ntkscope.validation import NtkscopeInputError
 
@@ -33,6 +33,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "LocalCluster for the run")
     g.add_argument("--retry-failed", action="store_true", help="recompute failed cells")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_arg(g, "every cell")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,9 +56,14 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if args.scheduler is not None and args.executor != "dask":
         raise NtkscopeInputError("scheduler: --scheduler needs --executor dask")
+    device = args.device
+    if device != "cpu":
+        from ntkscope.networks import check_device  # torch: only for a GPU run
+
+        device = str(check_device(device))
     return SweepOptions(store=args.store, executor=args.executor, workers=args.workers,
                         scheduler=args.scheduler, retry_failed=args.retry_failed,
-                        quiet=args.quiet)
+                        quiet=args.quiet, device=device)
 
 
 def _draw(fig_id: str, args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@ import sys
 
 from ntkscope.cli.common import (
     INT,
+    add_device_arg,
     add_init_args,
     add_json_arg,
     add_shape_args,
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=INT, default=0, help="random seed (default 0)")
     p.add_argument("--method", default="lowrank", metavar="lowrank|dense",
                    help="exact low-rank sampler (default) or dense weights + empirical NTK")
-    p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="default cpu")
+    add_device_arg(p, "the sampling")
     add_json_arg(p)
     p.set_defaults(func=run)
 

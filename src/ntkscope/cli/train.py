@@ -22,6 +22,7 @@ import numpy as np
 from ntkscope.cli.common import (
     FLOAT,
     INT,
+    add_device_arg,
     add_init_args,
     add_json_arg,
     add_shape_args,
@@ -80,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of the samples and of the network (default 0)")
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES),
                    help="floating-point type (default float64)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_arg(p, "the training")
     p.add_argument("--threads", type=INT, default=1, metavar="N",
                    help="torch CPU threads (default 1: the per-layer products are small and "
                    "more threads mostly add synchronization stalls; try more for M >= 1024)")

@@ -15,6 +15,7 @@ import warnings
 
 from ntkscope.cli.common import (
     INT,
+    add_device_arg,
     add_init_args,
     add_json_arg,
     add_shape_args,
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random training sets for Monte Carlo (N initializations each; "
                    "default 1)")
     p.add_argument("--seed", type=INT, default=0, help="seed of data and networks (default 0)")
+    add_device_arg(p, "the Monte Carlo sampling")
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             args.activation, args.sigma_w2, args.sigma_b2, args.depth, args.width,
             args.samples, dataset=args.dataset, test_points=args.test_points,
             monte_carlo=args.monte_carlo, training_sets=args.training_sets, seed=args.seed,
-            input_dim=args.input_dim, data_dir=args.data_dir,
+            input_dim=args.input_dim, data_dir=args.data_dir, device=args.device,
         )
     for w in caught:
         print(f"ntkscope variance: warning: {w.message}", file=sys.stderr)

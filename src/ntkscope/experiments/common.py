@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ class SweepOptions:
     scheduler: str | None = None
     retry_failed: bool = False
     quiet: bool = False
+    #: Where the cells compute (``cpu`` or ``cuda``). Not part of a cell's key: a cell's
+    #: numbers are the same mathematics on either device (float64 rounding aside), so
+    #: stored cells are reused whichever device computed them.
+    device: str = "cpu"
 
 
 def check_preset(preset: str) -> str:
@@ -35,17 +40,19 @@ def check_preset(preset: str) -> str:
 def run_cells(
     kind: str,
     configs: Sequence[dict[str, Any]],
-    fn: Callable[[dict[str, Any]], Any],
+    fn: Callable[..., Any],
     options: SweepOptions,
 ) -> list[dict[str, Any] | None]:
     """Run (or fetch from the store) one cell per config; summaries in config order.
 
     Failed cells come back as ``None`` (the figure leaves them blank) with a warning naming
-    how many failed; ``--retry-failed`` computes them again.
+    how many failed; ``--retry-failed`` computes them again. ``fn(config, device=...)`` runs
+    on ``options.device``.
     """
     if not configs:
         raise NtkscopeInputError("grid: the figure's grid is empty")
     cells = [Cell(kind, cfg) for cfg in configs]
+    fn = functools.partial(fn, device=options.device)  # cell functions take it as a keyword
     with Store(options.store) as store:
         report = run_sweep(
             cells,

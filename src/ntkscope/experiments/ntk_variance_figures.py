@@ -73,14 +73,14 @@ CSV_HEADER = ("activation", "sigma_w2", "sigma_b2", "depth", "width", "inits", "
               "ratio_ci_low", "ratio_ci_high", "mean", "std", "theory_mean", "hanin_nica")
 
 
-def ntk_variance_cell(config: dict[str, Any]) -> CellOutput:
+def ntk_variance_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
     """Sweep cell: ``R`` and its statistics; raw samples ``[Theta0(x,x), f0(x)]`` per init."""
     from ntkscope.sampling import ntk_variance
 
     res = ntk_variance(
         config["activation"], config["sigma_w2"], config["sigma_b2"], config["depth"],
         config["width"], inits=config["inits"], input_dim=config["input_dim"],
-        seed=config["seed"], method=config["method"],
+        seed=config["seed"], method=config["method"], device=device,
     )
     summary = res.to_dict()
     summary.pop("seconds", None)  # wall time is stored by the sweep engine

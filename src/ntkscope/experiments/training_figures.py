@@ -85,7 +85,7 @@ PRESETS: dict[str, TrainGrid] = {
 }
 
 
-def train_cell(config: dict[str, Any]) -> CellOutput:
+def train_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
     """Sweep cell: train one batch (every ``sw2`` of a row) and summarise each network.
 
     Summary: ``networks``, a list with the :meth:`TrainResult.to_dict` of each network plus
@@ -107,7 +107,7 @@ def train_cell(config: dict[str, Any]) -> CellOutput:
         seed=config["seed"], lr=config["lr"], lr_scale=config["lr_scale"],
         max_steps=config["max_steps"], patience=config["patience"],
         min_delta=config["min_delta"], snapshots=config["snapshots"],
-        curve_points=500, dtype=torch.float64, threads=1,
+        curve_points=500, dtype=torch.float64, device=device, threads=1,
     )
     networks = []
     curves = []

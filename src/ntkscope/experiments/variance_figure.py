@@ -81,7 +81,7 @@ def _num(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def variance_cell(config: dict[str, Any]) -> CellOutput:
+def variance_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
     """Sweep cell: theorem, kernel and Monte Carlo variance (and trained networks, if asked);
     samples: the Monte Carlo ``f_inf`` of shape ``(G, N, T)``."""
     from ntkscope.generalization import IllConditionedWarning, variance_report
@@ -92,7 +92,7 @@ def variance_cell(config: dict[str, Any]) -> CellOutput:
             config["activation"], config["sigma_w2"], config["sigma_b2"], config["depth"],
             config["width"], config["samples"], dataset=config["dataset"],
             test_points=config["test_points"], monte_carlo=config["inits"],
-            training_sets=config["training_sets"], seed=config["seed"],
+            training_sets=config["training_sets"], seed=config["seed"], device=device,
         )
     th, mc = rep.theorem, rep.mc
     assert mc is not None
@@ -106,11 +106,11 @@ def variance_cell(config: dict[str, Any]) -> CellOutput:
         "cond_expected": _num(rep.kernel.condition_number),
     }
     if config.get("train_inits"):
-        summary.update(trained_variance(config))
+        summary.update(trained_variance(config, device))
     return CellOutput(summary=summary, samples=mc.f_inf)
 
 
-def trained_variance(config: dict[str, Any]) -> dict[str, Any]:
+def trained_variance(config: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
     """The trained-networks part of a cell: :func:`trained_network_variance` on the cell's
     first training set (train split, ``seed``) and held-out inputs (test split)."""
     from ntkscope.datasets import load_dataset
@@ -121,13 +121,13 @@ def trained_variance(config: dict[str, Any]) -> dict[str, Any]:
         config["activation"], config["sigma_w2"], config["sigma_b2"], config["depth"],
         config["train_width"], train_set.X, train_set.y, test.X,
         networks=config["train_inits"], seed=config["seed"] + 1,
-        max_steps=config["train_max_steps"])
+        max_steps=config["train_max_steps"], device=device)
 
 
 def trained_network_variance(
     activation: str, sigma_w2: float, sigma_b2: float, depth: int, width: int,
     X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, *, networks: int = 32,
-    seed: int = 0, lr_scale: float = 0.5, max_steps: int = 20_000,
+    seed: int = 0, lr_scale: float = 0.5, max_steps: int = 20_000, device: str = "cpu",
 ) -> dict[str, Any]:
     """Output variance of finite networks trained to convergence (paper Section 4 rules).
 
@@ -144,22 +144,19 @@ def trained_network_variance(
         networks with final loss below ``1e-3``); ``None`` values when fewer than two networks
         survived.
     """
-    import torch
-
     from ntkscope.generalization import bootstrap_variance_ci
     from ntkscope.networks import MLP, Params
     from ntkscope.training import train
 
     net = MLP(np.shape(X_train)[1], width, depth, activation, sigma_w2, sigma_b2)
     run = train(net, X_train, y_train, batch=networks, seed=seed, lr_scale=lr_scale,
-                max_steps=max_steps, snapshots=(), threads=1)
+                max_steps=max_steps, snapshots=(), threads=1, device=device)
     keep = [i for i, r in enumerate(run.results) if r.stop_reason != "diverged"]
     converged = sum(r.stop_reason != "diverged" and r.final_loss < 1e-3 for r in run.results)
     if len(keep) < 2:
         return {"trained_variance": None, "trained_ci": None, "trained_converged": converged}
     params = Params([w[keep] for w in run.params.weights], [b[keep] for b in run.params.biases])
-    out = net.apply(params, torch.as_tensor(X_test, dtype=torch.float64))
-    f = out.detach().cpu().numpy().astype(np.float64)[None]
+    f = net.apply(params, np.asarray(X_test, dtype=np.float64)).cpu().numpy()[None]
     var = float(np.mean(np.var(f[0], axis=0, ddof=1)))
     lo, hi = bootstrap_variance_ci(f, 0.95, 1000, seed)
     return {"trained_variance": var, "trained_ci": [lo, hi], "trained_converged": converged}
