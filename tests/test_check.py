@@ -197,6 +197,7 @@ def test_html_report_is_self_contained(capsys: pytest.CaptureFixture[str],
     (["--dataset", "cifar"], "dataset"),
     (["--depth", "two"], "depth"),
     (["--html", "/dev/null/report.html"], "is not a directory"),
+    (["--device", "tpu"], "device"),
     (["--html", "MISSING/report.html", "--depth", "0"], "depth"),  # MISSING/ not created
     (["--html", "."], "html"),
 ])

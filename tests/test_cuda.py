@@ -78,3 +78,6 @@ def test_cli_commands_on_gpu(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["variance", *net, "--samples", "8", "--test-points", "4", "--monte-carlo", "8",
                  "--device", "cuda", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mc_variance"] > 0
+    assert main(["check", *net, "--samples", "16", "--inits", "50", "--train-steps", "20",
+                 "--device", "cuda", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ntk_regime"] in ("yes", "borderline", "no")

@@ -396,6 +396,7 @@ def ratio_by_depth(
     width: int,
     inits: int = 200,
     seed: int = 0,
+    device: str = "cpu",
 ) -> list[CurvePoint]:
     """``R`` at each depth from ``inits`` draws of the low-rank sampler (seed ``seed``)."""
     from ntkscope.sampling import ntk_variance
@@ -403,7 +404,7 @@ def ratio_by_depth(
     out = []
     for d in depths:
         res = ntk_variance(activation, sigma_w2, sigma_b2, d, width, inits=inits,
-                           input_dim=INPUT_DIM, seed=seed)
+                           input_dim=INPUT_DIM, seed=seed, device=device)
         out.append(CurvePoint(int(d), res.ratio, res.ratio_ci, inits))
     return out
 
@@ -423,6 +424,7 @@ def check_network(
     seed: int = 0,
     data_dir: str | None = None,
     threads: int | None = 1,
+    device: str = "cpu",
     curve: bool = False,
     curve_inits: int = 200,
     thresholds: Thresholds = THRESHOLDS,
@@ -441,6 +443,7 @@ def check_network(
             (patience 100, ``min_delta = 1e-7``); network 0 of seed ``seed``
             (:func:`ntkscope.training.train`).
         threads: torch CPU threads for the run (``None``: unchanged).
+        device: where the sampling and the run compute (``cpu``, ``cuda``).
         curve: also measure ``R`` at the depths :func:`curve_depths` (``curve_inits`` draws
             each) for the HTML report.
         thresholds: the verdict's :class:`Thresholds`.
@@ -467,6 +470,9 @@ def check_network(
     curve_inits = positive_int("curve_inits", curve_inits, minimum=2)
     if threads is not None:
         threads = positive_int("threads", threads)
+    from ntkscope.networks import check_device  # torch: the check needs it below anyway
+
+    device = str(check_device(device))
     if not isinstance(thresholds, Thresholds):
         raise NtkscopeInputError(f"thresholds: expected Thresholds, got {thresholds!r}")
     data = load_dataset(dataset_name(dataset), samples, seed, data_dir=data_dir)
@@ -495,7 +501,8 @@ def check_network(
     from ntkscope.training import train
 
     clock = time.perf_counter()
-    var = ntk_variance(act, sw2, sb2, depth, width, inits=inits, input_dim=INPUT_DIM, seed=seed)
+    var = ntk_variance(act, sw2, sb2, depth, width, inits=inits, input_dim=INPUT_DIM, seed=seed,
+                       device=device)
     seconds["variance"] = time.perf_counter() - clock
 
     # A short training run.
@@ -503,14 +510,15 @@ def check_network(
     net = MLP(INPUT_DIM, width, depth, act, sw2, sb2)
     snapshots = tuple(s for s in _SNAPSHOTS if s < train_steps)
     tr = train(net, data.X, data.y, batch=1, seed=seed, lr_scale=lr_scale,
-               max_steps=train_steps, snapshots=snapshots, threads=threads).results[0]
+               max_steps=train_steps, snapshots=snapshots, threads=threads,
+               device=device).results[0]
     seconds["training"] = time.perf_counter() - clock
 
     points: list[CurvePoint] = []
     if curve:
         clock = time.perf_counter()
         others = [d for d in curve_depths(depth) if d != depth]
-        points = ratio_by_depth(act, sw2, sb2, others, width, curve_inits, seed)
+        points = ratio_by_depth(act, sw2, sb2, others, width, curve_inits, seed, device)
         points.append(CurvePoint(depth, var.ratio, var.ratio_ci, inits))
         points.sort(key=lambda p: p.depth)
         seconds["curve"] = time.perf_counter() - clock

@@ -15,6 +15,7 @@ import sys
 from ntkscope.cli.common import (
     FLOAT,
     INT,
+    add_device_arg,
     add_init_args,
     add_json_arg,
     add_shape_args,
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=INT, default=1, metavar="N",
                    help="torch CPU threads for the training run (default 1: fastest on a "
                    "small or loaded machine)")
+    add_device_arg(p, "the sampling and the training run")
     p.add_argument("--html", metavar="FILE",
                    help="also write a self-contained HTML report (missing directories are created)")
     add_json_arg(p)
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         args.activation, args.sigma_w2, args.sigma_b2, args.depth, args.width,
         dataset=args.dataset, samples=args.samples, inits=args.inits,
         train_steps=args.train_steps, lr_scale=args.lr_scale, seed=args.seed,
-        data_dir=args.data_dir, threads=args.threads, curve=target is not None,
+        data_dir=args.data_dir, threads=args.threads, device=args.device,
+        curve=target is not None,
     )
     if res.data_note:
         print(f"ntkscope check: note: {res.data_note}", file=sys.stderr)
