@@ -499,8 +499,6 @@ def _check_file(path: Path, create: bool) -> bool:
     except OSError as exc:
         raise NtkscopeInputError(f"store: cannot read {path}: {exc.strerror}") from None
     if not head:  # an empty file (e.g. a creation killed before its first commit)
-        if not create:
-            raise NtkscopeInputError(f"store: {path} is empty (no results stored yet)")
         return False
     if head != _SQLITE_MAGIC:
         raise NtkscopeInputError(

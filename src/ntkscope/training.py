@@ -226,12 +226,18 @@ class _Pass:
     def select(self, keep: Tensor) -> _Pass:
         """The networks at positions ``keep`` (a long tensor on the device)."""
 
+        picked: dict[int, Tensor] = {}  # ReLU: derivs[l-1] is inputs[l] (select it once)
+
         def pick(t: Tensor) -> Tensor:
-            return t if t.shape[0] == 1 and t is self.inputs[0] else t.index_select(0, keep)
+            if t.shape[0] == 1 and t is self.inputs[0]:
+                return t
+            if id(t) not in picked:
+                picked[id(t)] = t.index_select(0, keep)
+            return picked[id(t)]
 
         return _Pass(
             [pick(a) for a in self.inputs],
-            [d.index_select(0, keep) for d in self.derivs],
+            [pick(d) for d in self.derivs],
             self.output.index_select(0, keep),
         )
 
