@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ntkscope.networks import MLP, Params
-from ntkscope.sampling import _torch_threads
+from ntkscope.threads import torch_threads
 from ntkscope.training import train
 
 S, M0 = 128, 784
@@ -217,7 +217,7 @@ def main() -> None:
     args.device = torch.device(args.device)
     if args.device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: CUDA is not available on this machine")
-    with _torch_threads(args.threads):
+    with torch_threads(args.threads):
         res = compare(args)
         small = compare(args, L=10, M=32, samples=32, steps=20 * args.steps)
         res.update({f"small_{k}": v for k, v in small.items()})

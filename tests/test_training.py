@@ -11,7 +11,7 @@ import torch
 from ntkscope.datasets import load_dataset
 from ntkscope.networks import MLP, Params, RangeMonitor
 from ntkscope.ntk import empirical_ntk
-from ntkscope.sampling import _torch_threads
+from ntkscope.threads import torch_threads
 from ntkscope.training import (
     _Monitor,
     check_snapshots,
@@ -78,7 +78,7 @@ def test_gradients_where_forward_with_cache_rescales() -> None:
     net = MLP(8, 32, 400, "relu", 6.0, 0.1)
     params = net.init(2, seed=1)
     monitor = RangeMonitor(torch.float64)
-    with _torch_threads(1):  # 400 layers of tiny products: avoid OpenMP stalls
+    with torch_threads(1):  # 400 layers of tiny products: avoid OpenMP stalls
         net.forward_scaled(params, torch.as_tensor(d.X), rescale=False, monitor=monitor)
         assert not monitor.ok()  # the guarded path would rescale
         loss, grads = loss_and_gradients(net, params, d.X, d.y)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ntkscope._version import __version__
 from ntkscope.activations import Activation, get_activation
+from ntkscope.spec import NetworkSpec, as_spec
 from ntkscope.validation import NtkscopeInputError
 
 # Heavier parts are imported on first use so `import ntkscope` stays fast.
@@ -22,7 +23,15 @@ _LAZY = {
     "empirical_ntk": "ntkscope.ntk",
 }
 
-__all__ = ["Activation", "NtkscopeInputError", "__version__", "get_activation", *_LAZY]
+__all__ = [
+    "Activation",
+    "NetworkSpec",
+    "NtkscopeInputError",
+    "__version__",
+    "as_spec",
+    "get_activation",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

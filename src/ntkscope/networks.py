@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from ntkscope.activations import RELU, Activation, TensorFn, get_activation
+from ntkscope.spec import NetworkSpec
 from ntkscope.validation import (
     NtkscopeInputError,
     nonnegative,
@@ -421,6 +422,12 @@ class MLP:
             f"activation={self.activation.name!r}, sigma_w2={self.sigma_w2:g}, "
             f"sigma_b2={self.sigma_b2:g})"
         )
+
+    @property
+    def spec(self) -> NetworkSpec:
+        """This architecture as a :class:`ntkscope.NetworkSpec` (``depth >= 1``)."""
+        return NetworkSpec(self.activation, self.sigma_w2, self.sigma_b2, self.depth,
+                           self.widths, self.input_dim)
 
     @property
     def num_params(self) -> int:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,7 @@ import torch
 from ntkscope.activations import Activation
 from ntkscope.networks import MLP, NtkscopeRangeError, check_device, check_dtype, network_seed
 from ntkscope.progress import Progress
+from ntkscope.threads import torch_threads
 from ntkscope.validation import (
     NtkscopeInputError,
     finite_array,
@@ -337,7 +338,7 @@ def sample_ntk(
     draw = _lowrank_draw if method == "lowrank" else _dense_draw
 
     parts: list[tuple[torch.Tensor, ...]] = []
-    with _torch_threads(threads), Progress(
+    with torch_threads(threads), Progress(
         inits, f"NTK samples ({method})", unit="init", quiet=not progress
     ) as bar:
         for lo in range(0, inits, chunk):
@@ -350,20 +351,6 @@ def sample_ntk(
     th, th_log = _fold(th, th_log)
     f, f_log = _fold(f, f_log)
     return NTKSamples(th, th_log, f, f_log, method, seed, start, diagonal)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``torch.set_num_threads(n)`` (nothing changes for ``None``)."""
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _fold(scaled: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -82,7 +82,7 @@ from torch import Tensor
 from ntkscope.networks import MLP, NtkscopeRangeError, Params, check_device, check_dtype
 from ntkscope.ntk import empirical_ntk
 from ntkscope.progress import Progress
-from ntkscope.sampling import _torch_threads
+from ntkscope.threads import torch_threads
 from ntkscope.validation import (
     NtkscopeInputError,
     finite_array,
@@ -734,7 +734,7 @@ def train(
     per_net = 3 * s * sum(net.layer_widths[1:]) * x.element_size()
     chunk = max(1, min(n, budget // per_net))
     runs: list[TrainRun] = []
-    with _torch_threads(threads), Progress(
+    with torch_threads(threads), Progress(
         max_steps * math.ceil(n / chunk), "train", unit="step", quiet=not progress
     ) as bar:
         for lo in range(0, n, chunk):

@@ -6,10 +6,11 @@ import argparse
 import json
 import math
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from ntkscope.spec import NetworkSpec
 from ntkscope.validation import NtkscopeInputError
 
 
@@ -54,6 +55,44 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def add_network_args(p: argparse.ArgumentParser) -> None:
+    """The network: ``--activation``, ``--sigma-w2``, ``--sigma-b2``, ``--depth``, ``--width``
+    (read back with :func:`network_spec`)."""
+    add_init_args(p)
+    add_shape_args(p)
+
+
+def network_spec(args: argparse.Namespace, input_dim: int | None = None) -> NetworkSpec:
+    """The :class:`ntkscope.NetworkSpec` of the parsed arguments: built (validated) once here,
+    passed as one value to the library."""
+    return NetworkSpec(args.activation, args.sigma_w2, args.sigma_b2, args.depth, args.width,
+                       input_dim)
+
+
+def add_seed_arg(p: argparse.ArgumentParser, what: str = "the random draws") -> None:
+    """``--seed`` (default 0)."""
+    p.add_argument("--seed", type=INT, default=0, help=f"seed of {what} (default 0)")
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str, *, samples: int | None,
+                  what: str = "input data") -> None:
+    """``--dataset`` (default ``default``), ``--data-dir`` and ``--samples`` (required when
+    ``samples`` is ``None``)."""
+    from ntkscope.datasets import DATASET_NAMES
+
+    p.add_argument("--dataset", default=default, metavar="|".join(DATASET_NAMES),
+                   help=f"{what} (default {default})")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="directory with the full idx files (default: $NTKSCOPE_DATA, the user "
+                   "cache, system directories, else the subset shipped with ntkscope)")
+    if samples is None:
+        p.add_argument("--samples", type=INT, required=True, metavar="S",
+                       help="number of samples S")
+    else:
+        p.add_argument("--samples", type=INT, default=samples, metavar="S",
+                       help=f"number of samples S (default {samples})")
+
+
 def add_device_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup,
                    what: str = "the computation") -> None:
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
@@ -89,6 +128,24 @@ def jsonable(value: Any, name: str = "json") -> Any:
 def print_json(obj: Any) -> None:
     json.dump(jsonable(obj), sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+class Renderable(Protocol):
+    """What a result type provides for the CLI: its JSON, its title line and its rows."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def title(self) -> str: ...
+
+    def rows(self) -> list[tuple[str, Any]]: ...
+
+
+def print_result(result: Renderable, as_json: bool) -> None:
+    """The one printer: ``result.to_dict()`` as JSON, or its title and key/value rows."""
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        print_table(result.rows(), title=result.title())
 
 
 def print_table(rows: list[tuple[str, Any]], title: str | None = None) -> None:

@@ -1,0 +1,18 @@
+"""Defaults shared by the library and the command line (torch-free).
+
+The CLI imports this module to build its ``--help`` without importing torch; the library
+imports it too, so every default has exactly one place (no copies kept in sync by a test).
+"""
+
+from __future__ import annotations
+
+# Input dimension where a function has no inputs to read it from (MNIST's 28 x 28).
+INPUT_DIM = 784
+# Initializations for R = E[Theta0^2]/E[Theta0]^2 (ntk-variance, check).
+INITS = 1000
+# Level of every bootstrap interval.
+CONFIDENCE = 0.95
+# Bootstrap resamples.
+RESAMPLES = 2000
+# Steps at which training measures the NTK change (paper Section 4).
+SNAPSHOTS: tuple[int, ...] = (10, 100, 1000, 10_000)
