@@ -141,11 +141,20 @@ class Renderable(Protocol):
 
 
 def print_result(result: Renderable, as_json: bool) -> None:
-    """The one printer: ``result.to_dict()`` as JSON, or its title and key/value rows."""
+    """The one printer: ``result.to_dict()`` as JSON, or its title, its column table (where
+    the result has a ``table()``: ``(columns, rows)``) and its key/value rows."""
     if as_json:
         print_json(result.to_dict())
-    else:
-        print_table(result.rows(), title=result.title())
+        return
+    print(result.title())
+    table = getattr(result, "table", None)
+    if table is not None:
+        columns, lines = table()
+        print("  " + "".join(f"{c:>14}" for c in columns))
+        for line in lines:
+            print("  " + "".join(f"{v:>14d}" if isinstance(v, int) else f"{v:>14.6g}"
+                                 for v in line))
+    print_table(result.rows())
 
 
 def print_table(rows: list[tuple[str, Any]], title: str | None = None) -> None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from ntkscope.cli.common import add_init_args, add_json_arg, print_json, print_table
-from ntkscope.theory import eoc
-from ntkscope.validation import NtkscopeInputError
+from ntkscope.cli.common import add_init_args, add_json_arg, print_result
+from ntkscope.theory.summary import edge_of_chaos
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,15 +21,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sw2, q_star = eoc(args.activation, args.sigma_b2)
-    if np.isnan(sw2):
-        raise NtkscopeInputError(
-            f"activation: no edge of chaos found for {args.activation} at sb2={args.sigma_b2:g}"
-        )
-    res = {"sigma_w2": float(sw2), "q_star": None if np.isnan(q_star) else float(q_star)}
-    if args.json:
-        print_json(res)
-    else:
-        print_table(list(res.items()),
-                    title=f"ntkscope eoc: {args.activation}, sb2={args.sigma_b2:g}")
+    print_result(edge_of_chaos(args.activation, args.sigma_b2), args.json)
     return 0

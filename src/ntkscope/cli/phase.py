@@ -1,13 +1,11 @@
-"""``ntkscope phase`` and the shared phase summary of one initialization."""
+"""``ntkscope phase``: ``chi1`` at the fixed point ``q*`` and the phase of one initialization."""
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from ntkscope.cli.common import add_init_args, add_json_arg, print_json, print_table
-from ntkscope.theory import chi1_fixed_point, eoc, phase_of
+from ntkscope.cli.common import add_init_args, add_json_arg, print_result
+from ntkscope.theory.summary import phase_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,17 +21,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    chi, q_star = chi1_fixed_point(args.activation, args.sigma_w2, args.sigma_b2)
-    sw2_eoc, _ = eoc(args.activation, args.sigma_b2)
-    res = {
-        "chi1": None if np.isnan(chi) else float(chi),  # no q*: null, like q_star
-        "q_star": None if np.isnan(q_star) else float(q_star),
-        "phase": str(phase_of(chi)),
-        "sigma_w2_eoc": None if np.isnan(sw2_eoc) else float(sw2_eoc),
-    }
-    if args.json:
-        print_json(res)
-    else:
-        print_table(list(res.items()), title=f"ntkscope phase: {args.activation}, "
-                    f"sw2={args.sigma_w2:g}, sb2={args.sigma_b2:g}")
+    print_result(phase_summary(args.activation, args.sigma_w2, args.sigma_b2), args.json)
     return 0
