@@ -116,7 +116,6 @@ def test_figure_writes_png_csv_and_reuses_cells(tiny_preset: None, tmp_path: Pat
 def test_trained_networks_cell(monkeypatch: pytest.MonkeyPatch) -> None:
     """The paper preset's trained networks: they converge, and near the EOC their output
     variance is that of the linearized networks within the two intervals."""
-    pytest.importorskip("ntkscope.training")
     cfg = {"activation": "erf", "sigma_w2": 2.718381, "sigma_b2": 1.0, "depth": 2,
            "width": 128, "samples": 16, "test_points": 8, "inits": 64, "training_sets": 1,
            "dataset": "mnist", "seed": 0, "train_width": 128, "train_inits": 16,

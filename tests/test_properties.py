@@ -9,15 +9,11 @@ whole module runs in well under two minutes on two cores; every test runs with
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import io
 import json
 import math
 import os
 import tempfile
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +22,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.cli_fuzz import INT_BAD, CliFuzz, run_cli
 from ntkscope.activations import get_activation
-from ntkscope.cli.main import build_parser, main
+from ntkscope.cli.main import build_parser
 from ntkscope.datasets import load_dataset
 from ntkscope.generalization import linearized_predictor
 from ntkscope.networks import MLP
@@ -475,117 +472,10 @@ def test_linearized_predictor_invalid(which: str, data: st.DataObject) -> None:
 # The command line: random argument values for every subcommand
 
 
-@contextlib.contextmanager
-def _cwd(path: Path) -> Iterator[None]:
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """``ntkscope argv`` in this process: (exit code, stdout, stderr); exceptions propagate."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse: usage errors (2), --help / --version (0)
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
-def _no_nan(text: str) -> float:
-    raise AssertionError(f"non-finite number {text} in JSON output")
-
-
-def check_outcome(argv: list[str], workdir: Path, outputs: tuple[str, ...] = ()) -> int:
-    """Run ``argv`` in ``workdir`` and check the command-line contract; returns the code."""
-    before = {p: p.exists() for p in (workdir / o for o in outputs)}
-    with _cwd(workdir):
-        code, out, err = run_cli(argv)
-    assert "Traceback" not in err and "Traceback" not in out, (argv, err)
-    assert code in (0, 2), (argv, code, err)
-    if code == 2:
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        # Informational lines may precede the error: a note that the shipped data subset is
-        # used, and the download log's per-mirror failures. The error is one line, the last.
-        errors = [ln for ln in lines if ": note: " not in ln and not ln.startswith("failed: ")]
-        assert len(errors) == 1 and errors[0] == lines[-1], (argv, err)
-        assert ": error: " in errors[0], (argv, err)
-        for path, existed in before.items():  # a failed command writes no new output file
-            if not existed:
-                assert not path.exists(), (argv, path)
-    elif "--json" in argv and "--help" not in argv:
-        json.loads(out, parse_constant=_no_nan)
-    debris = [p for p in workdir.rglob("*.tmp")]
-    assert not debris, (argv, debris)
-    CLEAN[0] = False
-    if OUTCOMES is not None:
-        OUTCOMES.setdefault(argv[0], []).append(code)
-    return code
-
-
-#: Exit codes per subcommand of the running CLI fuzz test (None: no fuzz test is running).
-OUTCOMES: dict[str, list[int]] | None = None
-
-
-def cli_fuzz(*commands: str):  # type: ignore[no-untyped-def]
-    """A CLI fuzz test: once all its examples ran, each of ``commands`` (default: the
-    ``command`` argument of a parametrized test) must have both succeeded (exit 0) and
-    refused bad input (exit 2) at least once, so the random argument lists really reach both
-    outcomes."""
-
-    def decorate(fn):  # type: ignore[no-untyped-def]
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-            global OUTCOMES
-            OUTCOMES = {}
-            try:
-                fn(*args, **kwargs)
-                seen = OUTCOMES
-            finally:
-                OUTCOMES = None
-            for command in commands or (kwargs["command"],):
-                codes = seen.get(command, [])
-                assert 0 in codes and 2 in codes, (command, codes.count(0), codes.count(2))
-
-        return wrapper
-
-    return decorate
-
-
-# Value pools: mostly valid, plus every kind of bad value.
-NUM_BAD = ("nan", "inf", "-inf", "-1", "0", "1e308", "-1e308", "1e-320", "abc", "", "1e999",
-           "0x10", "1_0")
-INT_BAD = ("0", "-1", "abc", "1.5", "nan", "", "1e3", "99999999999999999999")
-
-
-#: Set by ``build_argv`` for a "clean" argument list (until the next one is checked): every
-#: ``mostly`` strategy then draws a valid value.
-CLEAN = [False]
-#: The ``mostly`` strategies (weakly held: a strategy's id may be reused once it is gone).
-GOOD: weakref.WeakSet[st.SearchStrategy[str]] = weakref.WeakSet()
-
-
-def mostly(good: st.SearchStrategy[str], bad: tuple[str, ...]) -> st.SearchStrategy[str]:
-    """A valid value 6 times in 7, else a bad one (so many argument lists are fully valid)."""
-    strat = st.integers(0, 6).flatmap(
-        lambda k: st.sampled_from(bad) if k == 6 and not CLEAN[0] else good
-    )
-    GOOD.add(strat)
-    return strat
-
-
-def num(lo: float, hi: float) -> st.SearchStrategy[str]:
-    return mostly(st.floats(lo, hi).map(repr), NUM_BAD)
-
-
-def small_int(lo: int = 1, hi: int = 3, bad: tuple[str, ...] = INT_BAD[:-1]
-              ) -> st.SearchStrategy[str]:
-    return mostly(st.integers(lo, hi).map(str), bad)
-
+#: The state of the fuzz tests (clean argument list, exit codes seen) lives in this object.
+fuzz = CliFuzz()
+check_outcome = fuzz.check_outcome
+mostly, num, small_int, build_argv = fuzz.mostly, fuzz.num, fuzz.small_int, fuzz.build_argv
 
 ACT_S = mostly(st.sampled_from(("relu", "tanh", "erf", "TANH", " erf ")),
                ("softplus", "", "nan"))
@@ -595,48 +485,6 @@ DATASET_S = mostly(st.sampled_from(("gaussian", "mnist", "fashion-mnist", "Fashi
                    ("cifar", ""))
 INIT_ARGS = {"--activation": ACT_S, "--sigma-w2": num(0.2, 4.0), "--sigma-b2": num(0.0, 2.0)}
 
-
-def build_argv(data: st.DataObject, command: list[str],
-               required: dict[str, st.SearchStrategy[str]],
-               optional: dict[str, st.SearchStrategy[str] | None],
-               positional: list[st.SearchStrategy[str]] = ()) -> list[str]:  # type: ignore[assignment]
-    """``command`` + each required option (rarely dropped) + a random subset of the optional
-    ones (``None`` strategy: a flag); sometimes an unknown option.
-
-    One list in four is "clean": nothing dropped, no unknown option, valid values only, and
-    only the optional options whose values are all valid (flags and ``mostly`` strategies),
-    so that every command also reaches success often (values may still clash, e.g. MNIST with
-    a small input dimension)."""
-    CLEAN[0] = clean = data.draw(st.integers(0, 3), label="clean") == 0
-    argv = list(command)
-    for strat in positional:
-        if clean or data.draw(st.integers(0, 19), label="drop positional") > 0:
-            argv.append(data.draw(strat))
-    for opt, strat in required.items():
-        if clean or data.draw(st.integers(0, 24), label=f"drop {opt}") > 0:
-            argv += [opt, data.draw(strat, label=opt)]
-    for opt, strat in optional.items():
-        if clean and strat is not None and strat not in GOOD:
-            continue
-        if data.draw(st.booleans(), label=f"use {opt}"):
-            argv += [opt] if strat is None else [opt, data.draw(strat, label=opt)]
-    if not clean and data.draw(st.integers(0, 29), label="unknown option") == 0:
-        argv.append("--no-such-option")
-    # ``--opt=value`` spelling keeps values such as "-1" from looking like options
-    joined: list[str] = []
-    i = 0
-    while i < len(argv):
-        if argv[i].startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--") \
-                and argv[i] not in FLAGS:
-            joined.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            joined.append(argv[i])
-            i += 1
-    return joined
-
-
-FLAGS = {"--json", "--quiet", "--retry-failed", "--help"}
 #: ``NTKSCOPE_FUZZ_EXAMPLES=500 pytest tests/test_properties.py -k cli`` for a deeper local run.
 CLI = settings(PROFILE, max_examples=int(os.environ.get("NTKSCOPE_FUZZ_EXAMPLES", "50")))
 
@@ -656,7 +504,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("command", ["theory", "phase", "eoc"])
-@cli_fuzz()
+@fuzz.test()
 @CLI
 @given(data=st.data())
 def test_cli_theory_phase_eoc(command: str, data: st.DataObject) -> None:
@@ -674,7 +522,7 @@ def test_cli_theory_phase_eoc(command: str, data: st.DataObject) -> None:
         check_outcome(argv, Path(tmp))
 
 
-@cli_fuzz("ntk")
+@fuzz.test("ntk")
 @CLI
 @given(data=st.data())
 def test_cli_ntk(data: st.DataObject) -> None:
@@ -695,7 +543,7 @@ def test_cli_ntk(data: st.DataObject) -> None:
         check_outcome(argv, work, ("k.npy", "sub/k.npy", "p.npz", "sub2/p.npz"))
 
 
-@cli_fuzz("ntk-variance")
+@fuzz.test("ntk-variance")
 @CLI
 @given(data=st.data())
 def test_cli_ntk_variance(data: st.DataObject) -> None:
@@ -710,7 +558,7 @@ def test_cli_ntk_variance(data: st.DataObject) -> None:
         check_outcome(argv, Path(tmp))
 
 
-@cli_fuzz("variance")
+@fuzz.test("variance")
 @CLI
 @given(data=st.data())
 def test_cli_variance(data: st.DataObject) -> None:
@@ -729,7 +577,7 @@ def test_cli_variance(data: st.DataObject) -> None:
         check_outcome(argv, Path(tmp))
 
 
-@cli_fuzz("train")
+@fuzz.test("train")
 @CLI
 @given(data=st.data())
 def test_cli_train(data: st.DataObject) -> None:
@@ -758,11 +606,10 @@ def test_cli_train(data: st.DataObject) -> None:
         check_outcome(argv, work, ("c.png", "sub/c.png"))
 
 
-@cli_fuzz("check")
+@fuzz.test("check")
 @CLI
 @given(data=st.data())
 def test_cli_check(data: st.DataObject) -> None:
-    pytest.importorskip("ntkscope.cli.check")
     required = {**INIT_ARGS, "--depth": small_int(1, 2), "--width": small_int(1, 4)}
     optional = {"--dataset": DATASET_S, "--samples": small_int(2, 4, ("0", "-1", "x", "100000")),
                 "--lr-scale": num(0.05, 1.0), "--seed": SEED_S,
@@ -781,7 +628,7 @@ def test_cli_check(data: st.DataObject) -> None:
         check_outcome(argv, work, ("r.html", "sub/r.html"))
 
 
-@cli_fuzz("results")
+@fuzz.test("results")
 @CLI
 @given(data=st.data())
 def test_cli_results(data: st.DataObject, demo_store: Path) -> None:
@@ -815,7 +662,7 @@ def test_cli_results(data: st.DataObject, demo_store: Path) -> None:
         check_outcome(argv, work, ("e.csv", "sub/e.parquet"))
 
 
-@cli_fuzz("data")
+@fuzz.test("data")
 @CLI
 @given(data=st.data())
 def test_cli_data(data: st.DataObject) -> None:
