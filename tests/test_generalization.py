@@ -238,6 +238,26 @@ def test_theory_bad_input() -> None:
         theorem_formula(2.0, 1.0, 0.5, 1)
 
 
+def test_the_network_is_one_value() -> None:
+    """A NetworkSpec or an MLP; M0 from the inputs, and a spec fixing another is an error."""
+    from ntkscope import MLP
+    from ntkscope.theory import expected_kernels
+
+    X = gaussian_sphere(8, 10, seed=1)
+    spec = NetworkSpec("erf", 2.0, 0.5, 2, 16)
+    assert theorem_variance(MLP(10, 16, 2, "erf", 2.0, 0.5), 4, X=X) == theorem_variance(
+        spec, 4, X=X)
+    wrong = spec.with_input_dim(5)
+    for call in (lambda: theorem_variance(wrong, 4, X=X),
+                 lambda: expected_kernels(wrong, X),
+                 lambda: kernel_variance(wrong, X[:6], X[6:]),
+                 lambda: monte_carlo_variance(wrong, X[:6], np.ones(6), X[6:], inits=4)):
+        with pytest.raises(NtkscopeInputError, match="input_dim is 5"):
+            call()
+    with pytest.raises(NtkscopeInputError, match="expected a NetworkSpec or an MLP"):
+        theorem_variance(("erf", 2.0, 0.5, 2, 16), 4, X=X)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------------------------------
 # Monte Carlo
 
