@@ -125,10 +125,9 @@ def test_ordered_deep_is_yes_but_untrainable() -> None:
 
 def test_json_equals_direct_calls(capsys: pytest.CaptureFixture[str]) -> None:
     from ntkscope.datasets import load_dataset
-    from ntkscope.generalization import data_covariances
     from ntkscope.networks import MLP
     from ntkscope.sampling import ntk_variance
-    from ntkscope.theory import chi1_fixed_point, eoc, phase_of, propagate
+    from ntkscope.theory import chi1_fixed_point, data_covariances, eoc, phase_of, propagate
     from ntkscope.training import train
 
     act, sw2, sb2, L, M, seed = "tanh", 2.5, 0.2, 3, 64, 3

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ntkscope import NetworkSpec
 from ntkscope.cli.main import main
 from ntkscope.experiments import FIGURES
 from ntkscope.experiments import variance_figure as vf
@@ -30,7 +31,7 @@ def test_json_keys_theory_only(capsys: pytest.CaptureFixture[str]) -> None:
     assert list(out) == KEYS
     assert out["mc_variance"] is None and out["mc_ci"] is None
     # Theory numbers are those of the API on the same inputs.
-    rep = variance_report("erf", 2.8, 1.0, 2, 64, 8, test_points=4)
+    rep = variance_report(NetworkSpec("erf", 2.8, 1.0, 2, 64), 8, test_points=4)
     assert out["theorem_variance"] == pytest.approx(rep.theorem.variance, rel=1e-12)
     assert out["condition_number"] == pytest.approx(rep.kernel.condition_number, rel=1e-12)
     S = 8
@@ -97,8 +98,8 @@ def test_figure_writes_png_csv_and_reuses_cells(tiny_preset: None, tmp_path: Pat
     assert np.all(rows["mc_ci_low"] <= rows["mc_variance"])
     assert np.all(rows["mc_variance"] <= rows["mc_ci_high"])
     r = rows[(rows["activation"] == "relu") & (rows["phase"] == "chaotic") & (rows["depth"] == 3)]
-    direct = variance_report("relu", 3.0, 1.0, 3, 32, 6, dataset="mnist", test_points=3,
-                             monte_carlo=8)
+    direct = variance_report(NetworkSpec("relu", 3.0, 1.0, 3, 32), 6, dataset="mnist",
+                             test_points=3, monte_carlo=8)
     assert r["theorem_variance"][0] == pytest.approx(direct.theorem.variance, rel=1e-9)
     assert direct.mc is not None
     assert r["mc_variance"][0] == pytest.approx(direct.mc.variance, rel=1e-9)

@@ -1,5 +1,6 @@
-"""NTK theory of generalization (ntkscope.generalization): eq. 10, gradient flow, Theorem 5.3,
-the kernel variance and Monte Carlo (paper Section 5, CONVENTIONS section 8)."""
+"""NTK theory of generalization: eq. 10 and gradient flow (ntkscope.predict), Theorem 5.3 and
+the kernel variance (ntkscope.theory.theorem), Monte Carlo (ntkscope.generalization) (paper
+Section 5, CONVENTIONS section 8)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,22 @@ import numpy as np
 import pytest
 import scipy.integrate
 
-from ntkscope import NtkscopeInputError
+from ntkscope import NetworkSpec, NtkscopeInputError
 from ntkscope.datasets import gaussian_sphere, load_dataset
-from ntkscope.generalization import (
-    IllConditionedWarning,
-    _pair_from_index,
+from ntkscope.generalization import monte_carlo_variance, variance_report
+from ntkscope.predict import IllConditionedWarning, linearized_predictor
+from ntkscope.sampling import sample_ntk
+from ntkscope.theory import (
     data_covariances,
     kernel_variance,
-    linearized_predictor,
-    monte_carlo_variance,
+    propagate,
     theorem_formula,
     theorem_variance,
-    variance_report,
 )
-from ntkscope.sampling import sample_ntk
-from ntkscope.theory import propagate
+from ntkscope.theory.theorem import _pair_from_index
+
+# A width for the theorem where a test does not need one (it enters only ntk_ratio).
+M_ANY = 100
 
 
 def _draw(S: int = 6, T: int = 3, inits: int = 2, act: str = "relu", sw2: float = 2.0):
@@ -157,7 +159,7 @@ def test_pair_indexing_covers_the_upper_triangle() -> None:
 def test_theorem_averages_over_the_data_covariances() -> None:
     X = gaussian_sphere(9, 30, seed=2) + 0.6  # nonzero, varied covariances
     X *= np.sqrt(30) / np.linalg.norm(X, axis=1, keepdims=True)
-    res = theorem_variance("erf", 2.0, 0.5, 3, 16, X=X)
+    res = theorem_variance(NetworkSpec("erf", 2.0, 0.5, 3, M_ANY), 16, X=X)
     c = [X[s] @ X[r] / 30 for s in range(9) for r in range(s + 1, 9)]
     mf = propagate("erf", 2.0, 0.5, 3, q0=1.0, c0=np.array(c))
     assert res.pairs == 36
@@ -185,35 +187,35 @@ def test_theorem_is_exact_for_data_independent_kernels(act: str, sw2: float, sb2
     kappa1/kappa2 (alpha_l = 1) agrees to O(1/M)."""
     S, T, M = 12, 4, 4000
     X = _equal_covariance_inputs(S + T, c, M)
-    th = theorem_variance(act, sw2, sb2, 3, S, X=X, width=M)
-    kv = kernel_variance(act, sw2, sb2, 3, M, X[:S], X[S:])
+    net = NetworkSpec(act, sw2, sb2, 3, M)
+    th = theorem_variance(net, S, X=X)
+    kv = kernel_variance(net, X[:S], X[S:])
     assert th.c0_mean == pytest.approx(c, abs=1e-12)
     assert th.variance_ntk_ratio == pytest.approx(kv.variance, rel=1e-9)
     np.testing.assert_allclose(kv.per_point, kv.variance, rtol=1e-9)
     assert th.variance == pytest.approx(kv.variance, rel=5e-3)
     # The same with a given c0 instead of a data set.
-    assert theorem_variance(act, sw2, sb2, 3, S, c0=c).variance == pytest.approx(th.variance)
+    assert theorem_variance(net, S, c0=c).variance == pytest.approx(th.variance)
 
 
 @pytest.mark.slow
 def test_quadrature_activations_interpolate_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     """tanh (quadrature) on many pairs: Chebyshev interpolation in c0 gives the direct values."""
-    import ntkscope.generalization as gen
-    import ntkscope.theory
+    import ntkscope.theory.theorem as gen
 
     X = load_dataset("mnist", 14, seed=1).X  # 91 pairs, c0 in about [0.1, 0.6]
     calls: list[int] = []
-    real = ntkscope.theory.propagate
+    real = gen.propagate
 
     def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         calls.append(np.size(kwargs.get("c0", 0.0)))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ntkscope.theory, "propagate", spy)
-    fast = theorem_variance("tanh", 2.0, 1.0, 1, 16, X=X, width=64)
+    monkeypatch.setattr(gen, "propagate", spy)
+    fast = theorem_variance(NetworkSpec("tanh", 2.0, 1.0, 1, 64), 16, X=X)
     assert max(calls) == gen.INTERP_NODES  # the 91 pairs were never computed directly
     monkeypatch.setattr(gen, "INTERP_NODES", 10**6)  # forces the direct computation
-    direct = theorem_variance("tanh", 2.0, 1.0, 1, 16, X=X, width=64)
+    direct = theorem_variance(NetworkSpec("tanh", 2.0, 1.0, 1, 64), 16, X=X)
     assert max(calls) == 91
     for name in ("variance", "kappa2", "qbar_sr", "ntk_ratio"):
         assert getattr(fast, name) == pytest.approx(getattr(direct, name), rel=1e-10)
@@ -221,18 +223,39 @@ def test_quadrature_activations_interpolate_exactly(monkeypatch: pytest.MonkeyPa
 
 def test_theory_bad_input() -> None:
     X = gaussian_sphere(5, 10)
+    net = NetworkSpec("relu", 2.0, 1.0, 2, M_ANY)
     with pytest.raises(NtkscopeInputError, match="samples: must be >= 2"):
-        theorem_variance("relu", 2.0, 1.0, 2, 1, X=X)
+        theorem_variance(net, 1, X=X)
     with pytest.raises(NtkscopeInputError, match="empty data set"):
-        theorem_variance("relu", 2.0, 1.0, 2, 8, X=np.zeros((0, 10)))
+        theorem_variance(net, 8, X=np.zeros((0, 10)))
     with pytest.raises(NtkscopeInputError, match="only 1 input"):
-        theorem_variance("relu", 2.0, 1.0, 2, 8, X=X[:1])
+        theorem_variance(net, 8, X=X[:1])
     with pytest.raises(NtkscopeInputError, match="exactly one of X"):
-        theorem_variance("relu", 2.0, 1.0, 2, 8)
+        theorem_variance(net, 8)
     with pytest.raises(NtkscopeInputError, match=r"c0: .*empty"):
-        theorem_variance("relu", 2.0, 1.0, 2, 8, c0=[])
+        theorem_variance(net, 8, c0=[])
     with pytest.raises(NtkscopeInputError, match="samples: must be >= 2"):
         theorem_formula(2.0, 1.0, 0.5, 1)
+
+
+def test_the_network_is_one_value() -> None:
+    """A NetworkSpec or an MLP; M0 from the inputs, and a spec fixing another is an error."""
+    from ntkscope import MLP
+    from ntkscope.theory import expected_kernels
+
+    X = gaussian_sphere(8, 10, seed=1)
+    spec = NetworkSpec("erf", 2.0, 0.5, 2, 16)
+    assert theorem_variance(MLP(10, 16, 2, "erf", 2.0, 0.5), 4, X=X) == theorem_variance(
+        spec, 4, X=X)
+    wrong = spec.with_input_dim(5)
+    for call in (lambda: theorem_variance(wrong, 4, X=X),
+                 lambda: expected_kernels(wrong, X),
+                 lambda: kernel_variance(wrong, X[:6], X[6:]),
+                 lambda: monte_carlo_variance(wrong, X[:6], np.ones(6), X[6:], inits=4)):
+        with pytest.raises(NtkscopeInputError, match="input_dim is 5"):
+            call()
+    with pytest.raises(NtkscopeInputError, match="expected a NetworkSpec or an MLP"):
+        theorem_variance(("erf", 2.0, 0.5, 2, 16), 4, X=X)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,30 +265,32 @@ def test_theory_bad_input() -> None:
 def test_monte_carlo_bad_input() -> None:
     X = gaussian_sphere(8, 10)
     y = np.ones(6)
+    net = NetworkSpec("relu", 2.0, 1.0, 1, 8)
     with pytest.raises(NtkscopeInputError, match="inits: must be >= 2"):
-        monte_carlo_variance("relu", 2.0, 1.0, 1, 8, X[:6], y, X[6:], inits=1)
+        monte_carlo_variance(net, X[:6], y, X[6:], inits=1)
     with pytest.raises(NtkscopeInputError, match="S >= 2"):
-        monte_carlo_variance("relu", 2.0, 1.0, 1, 8, X[:1], y[:1], X[6:], inits=4)
+        monte_carlo_variance(net, X[:1], y[:1], X[6:], inits=4)
     with pytest.raises(NtkscopeInputError, match="empty data set"):
-        monte_carlo_variance("relu", 2.0, 1.0, 1, 8, X[:6], y, X[:0], inits=4)
+        monte_carlo_variance(net, X[:6], y, X[:0], inits=4)
     with pytest.raises(NtkscopeInputError, match="monte_carlo: must be >= 2"):
-        variance_report("relu", 2.0, 1.0, 1, 8, 4, monte_carlo=1)
+        variance_report(net, 4, monte_carlo=1)
     with pytest.raises(NtkscopeInputError, match="samples: must be >= 2"):
-        variance_report("relu", 2.0, 1.0, 1, 8, 1)
+        variance_report(net, 1)
 
 
 def test_monte_carlo_statistics_and_training_sets() -> None:
     X = gaussian_sphere(30, 12, seed=5)
     Xtr = np.stack([X[:8], X[8:16]])
     y = np.stack([np.sign(X[:8, 0]), np.sign(X[8:16, 0])])
-    mc = monte_carlo_variance("erf", 2.0, 0.5, 2, 16, Xtr, y, X[16:], inits=40, seed=3)
+    net = NetworkSpec("erf", 2.0, 0.5, 2, 16)
+    mc = monte_carlo_variance(net, Xtr, y, X[16:], inits=40, seed=3)
     assert mc.f_inf.shape == (2, 40, 14) and mc.condition_number.shape == (2, 40)
     manual = np.mean([np.var(mc.f_inf[g], axis=0, ddof=1) for g in range(2)], axis=0)
     np.testing.assert_allclose(mc.per_point, manual)
     assert mc.variance == pytest.approx(float(np.mean(manual)))
     assert mc.ci[0] < mc.variance < mc.ci[1]
     # Training set 0 alone reproduces the same draws (initializations 0..N-1 of the seed).
-    one = monte_carlo_variance("erf", 2.0, 0.5, 2, 16, Xtr[0], y[0], X[16:], inits=40, seed=3)
+    one = monte_carlo_variance(net, Xtr[0], y[0], X[16:], inits=40, seed=3)
     np.testing.assert_allclose(one.f_inf[0], mc.f_inf[0], rtol=1e-12)
 
 
@@ -279,11 +304,12 @@ def test_monte_carlo_agrees_with_theory_where_assumptions_hold(act: str, sw2: fl
     M, S, T = 1024, 16, 16
     X = gaussian_sphere(S + T, M, seed=7)
     y = np.where(X[:S, 0] >= 0, 1.0, -1.0)
+    net = NetworkSpec(act, sw2, sb2, 2, M)
     with warnings.catch_warnings():
         warnings.simplefilter("error", IllConditionedWarning)
-        mc = monte_carlo_variance(act, sw2, sb2, 2, M, X[:S], y, X[S:], inits=300, seed=11)
-    th = theorem_variance(act, sw2, sb2, 2, S, X=X, width=M)
-    kv = kernel_variance(act, sw2, sb2, 2, M, X[:S], X[S:])
+        mc = monte_carlo_variance(net, X[:S], y, X[S:], inits=300, seed=11)
+    th = theorem_variance(net, S, X=X)
+    kv = kernel_variance(net, X[:S], X[S:])
     assert mc.median_condition_number < 20
     lo, hi = 0.95 * mc.ci[0], 1.05 * mc.ci[1]
     assert lo <= kv.variance <= hi, (mc.variance, mc.ci, kv.variance)
@@ -296,8 +322,8 @@ def test_monte_carlo_departs_from_the_theorem_in_the_ordered_phase() -> None:
     exceeds Theorem 5.3 by orders of magnitude (docs/generalization.md)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedWarning)
-        rep = variance_report("relu", 1.0, 1.0, 8, 128, 16, dataset="mnist", test_points=8,
-                              monte_carlo=64)
+        rep = variance_report(NetworkSpec("relu", 1.0, 1.0, 8, 128), 16, dataset="mnist",
+                              test_points=8, monte_carlo=64)
     assert rep.mc is not None
     assert rep.mc.median_condition_number > 1e3
     assert rep.mc.ci[0] > 20 * rep.theorem.variance

@@ -26,9 +26,9 @@ from helpers.cli_fuzz import INT_BAD, CliFuzz, run_cli
 from ntkscope.activations import get_activation
 from ntkscope.cli.main import build_parser
 from ntkscope.datasets import load_dataset
-from ntkscope.generalization import linearized_predictor
 from ntkscope.networks import MLP
 from ntkscope.ntk import empirical_ntk
+from ntkscope.predict import linearized_predictor
 from ntkscope.sampling import ntk_variance, sample_ntk
 from ntkscope.store import Store, canonical_json, cell_key
 from ntkscope.sweep import demo_cell

@@ -32,8 +32,7 @@ import numpy as np
 
 from ntkscope.activations import Activation, get_activation
 from ntkscope.datasets import dataset_name, load_dataset
-from ntkscope.generalization import data_covariances
-from ntkscope.theory import chi1_fixed_point, eoc, phase_of, propagate
+from ntkscope.theory import chi1_fixed_point, data_covariances, eoc, phase_of, propagate
 from ntkscope.theory.phases import CHAOTIC, ORDERED
 from ntkscope.validation import (
     NtkscopeInputError,

@@ -22,13 +22,15 @@ def _fail(name: str, message: str) -> NtkscopeInputError:
     return NtkscopeInputError(f"{name}: {message}")
 
 
-def finite_array(name: str, value: Any) -> np.ndarray:
-    """``value`` as a float64 array; every entry finite."""
+def finite_array(name: str, value: Any, *, allow_empty: bool = False) -> np.ndarray:
+    """``value`` as a float64 array; every entry finite (empty only with ``allow_empty``)."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise _fail(name, f"expected a number or an array of numbers, got {value!r}") from None
     if arr.size == 0:
+        if allow_empty:
+            return arr
         raise _fail(name, "must not be empty")
     if not np.all(np.isfinite(arr)):
         raise _fail(name, "must be finite (got NaN or inf)")
@@ -76,6 +78,23 @@ def widths(name: str, value: int | Sequence[int], depth: int) -> tuple[int, ...]
     if len(items) != depth:
         raise _fail(name, f"expected {depth} hidden widths (one per layer), got {len(items)}")
     return tuple(positive_int(f"{name}[{i}]", v) for i, v in enumerate(items))
+
+
+def input_matrix(name: str, value: Any, minimum: int = 2, *, nonzero: bool = True
+                 ) -> np.ndarray:
+    """Inputs ``(n, M0)``: finite, ``n >= minimum`` rows, ``M0 >= 1`` and (with ``nonzero``)
+    no zero vector (``q0 = |x|^2 / M0 > 0``, CONVENTIONS section 2)."""
+    arr = finite_array(name, value, allow_empty=True)
+    if arr.ndim != 2:
+        raise _fail(name, f"expected a 2-D array (samples x input_dim), got shape {arr.shape}")
+    if arr.shape[0] < minimum:
+        what = "empty data set" if arr.shape[0] == 0 else f"only {arr.shape[0]} input(s)"
+        raise _fail(name, f"{what}; need at least {minimum}")
+    if arr.shape[1] < 1:
+        raise _fail(name, "inputs have dimension 0")
+    if nonzero and np.any(np.sum(arr * arr, axis=1) == 0):
+        raise _fail(name, "an input is the zero vector (q0 = 0)")
+    return arr
 
 
 def _show(arr: np.ndarray) -> str:

@@ -31,6 +31,8 @@ import numpy as np
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.io import ensure_writable_dir
 from ntkscope.plotting import plt, save_figure, write_csv
+from ntkscope.predict import IllConditionedWarning
+from ntkscope.spec import NetworkSpec
 from ntkscope.sweep import CellOutput
 
 KIND = "variance"
@@ -81,16 +83,20 @@ def _num(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
+def _net(config: dict[str, Any], width: int) -> NetworkSpec:
+    return NetworkSpec(config["activation"], config["sigma_w2"], config["sigma_b2"],
+                       config["depth"], width)
+
+
 def variance_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
     """Sweep cell: theorem, kernel and Monte Carlo variance (and trained networks, if asked);
     samples: the Monte Carlo ``f_inf`` of shape ``(G, N, T)``."""
-    from ntkscope.generalization import IllConditionedWarning, variance_report
+    from ntkscope.generalization import variance_report
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IllConditionedWarning)  # the condition number is kept
         rep = variance_report(
-            config["activation"], config["sigma_w2"], config["sigma_b2"], config["depth"],
-            config["width"], config["samples"], dataset=config["dataset"],
+            _net(config, config["width"]), config["samples"], dataset=config["dataset"],
             test_points=config["test_points"], monte_carlo=config["inits"],
             training_sets=config["training_sets"], seed=config["seed"], device=device,
         )
@@ -111,55 +117,18 @@ def variance_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
 
 
 def trained_variance(config: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
-    """The trained-networks part of a cell: :func:`trained_network_variance` on the cell's
-    first training set (train split, ``seed``) and held-out inputs (test split)."""
+    """The trained-networks part of a cell:
+    :func:`ntkscope.generalization.trained_network_variance` (width ``train_width``) on the
+    cell's first training set (train split, ``seed``) and held-out inputs (test split)."""
     from ntkscope.datasets import load_dataset
+    from ntkscope.generalization import trained_network_variance
 
     train_set = load_dataset(config["dataset"], config["samples"], config["seed"])
     test = load_dataset(config["dataset"], config["test_points"], config["seed"], split="test")
     return trained_network_variance(
-        config["activation"], config["sigma_w2"], config["sigma_b2"], config["depth"],
-        config["train_width"], train_set.X, train_set.y, test.X,
+        _net(config, config["train_width"]), train_set.X, train_set.y, test.X,
         networks=config["train_inits"], seed=config["seed"] + 1,
-        max_steps=config["train_max_steps"], device=device)
-
-
-def trained_network_variance(
-    activation: str, sigma_w2: float, sigma_b2: float, depth: int, width: int,
-    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, *, networks: int = 32,
-    seed: int = 0, lr_scale: float = 0.5, max_steps: int = 20_000, device: str = "cpu",
-) -> dict[str, Any]:
-    """Output variance of finite networks trained to convergence (paper Section 4 rules).
-
-    ``networks`` networks (initializations ``0..networks-1`` of ``seed``) are trained by
-    full-batch gradient descent (:func:`ntkscope.training.train`, ``lr = lr_scale * 2S /
-    lambda_max(Theta0(X))``, the paper's early stopping, at most ``max_steps`` steps) on
-    ``(X_train, y_train)``; the variance over networks (``ddof = 1``) of their outputs at each
-    held-out input is averaged over the held-out inputs, with a percentile bootstrap interval
-    over networks (:func:`ntkscope.generalization.bootstrap_variance_ci`). Diverged networks
-    are left out.
-
-    Returns:
-        ``{"trained_variance", "trained_ci": [low, high], "trained_converged"}`` (the number of
-        networks with final loss below ``1e-3``); ``None`` values when fewer than two networks
-        survived.
-    """
-    from ntkscope.generalization import bootstrap_variance_ci
-    from ntkscope.networks import MLP, Params
-    from ntkscope.training import train
-
-    net = MLP(np.shape(X_train)[1], width, depth, activation, sigma_w2, sigma_b2)
-    run = train(net, X_train, y_train, batch=networks, seed=seed, lr_scale=lr_scale,
-                max_steps=max_steps, snapshots=(), threads=1, device=device)
-    keep = [i for i, r in enumerate(run.results) if r.stop_reason != "diverged"]
-    converged = sum(r.stop_reason != "diverged" and r.final_loss < 1e-3 for r in run.results)
-    if len(keep) < 2:
-        return {"trained_variance": None, "trained_ci": None, "trained_converged": converged}
-    params = Params([w[keep] for w in run.params.weights], [b[keep] for b in run.params.biases])
-    f = net.apply(params, np.asarray(X_test, dtype=np.float64)).cpu().numpy()[None]
-    var = float(np.mean(np.var(f[0], axis=0, ddof=1)))
-    lo, hi = bootstrap_variance_ci(f, 0.95, 1000, seed)
-    return {"trained_variance": var, "trained_ci": [lo, hi], "trained_converged": converged}
+        max_steps=config["train_max_steps"], device=device).to_dict()
 
 
 def figure_configs(preset: str) -> list[dict[str, Any]]:
