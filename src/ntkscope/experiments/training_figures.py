@@ -96,7 +96,7 @@ def train_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
 
     from ntkscope.datasets import load_dataset
     from ntkscope.networks import MLP
-    from ntkscope.training import train
+    from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
     data = load_dataset(config["dataset"], config["samples"], seed=config["seed"],
                         target="parity")
@@ -104,10 +104,10 @@ def train_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
     run = train(
         net, data.X, data.y,
         variances=[(sw2, config["sigma_b2"]) for sw2 in config["sigma_w2"]],
-        seed=config["seed"], lr=config["lr"], lr_scale=config["lr_scale"],
-        max_steps=config["max_steps"], patience=config["patience"],
-        min_delta=config["min_delta"], snapshots=config["snapshots"],
-        curve_points=500, dtype=torch.float64, device=device, threads=1,
+        seed=config["seed"], rate=LearningRate(config["lr"], config["lr_scale"]),
+        stop=StoppingRule(config["max_steps"], config["patience"], config["min_delta"]),
+        record=Recording(config["snapshots"], curve_points=500),
+        execution=Execution(torch.float64, device, threads=1),
     )
     networks = []
     curves = []

@@ -146,11 +146,12 @@ def trained_network_variance(
     """
     from ntkscope.generalization import bootstrap_variance_ci
     from ntkscope.networks import MLP, Params
-    from ntkscope.training import train
+    from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
     net = MLP(np.shape(X_train)[1], width, depth, activation, sigma_w2, sigma_b2)
-    run = train(net, X_train, y_train, batch=networks, seed=seed, lr_scale=lr_scale,
-                max_steps=max_steps, snapshots=(), threads=1, device=device)
+    run = train(net, X_train, y_train, batch=networks, seed=seed,
+                rate=LearningRate(lr_scale=lr_scale), stop=StoppingRule(max_steps=max_steps),
+                record=Recording(()), execution=Execution(threads=1, device=device))
     keep = [i for i, r in enumerate(run.results) if r.stop_reason != "diverged"]
     converged = sum(r.stop_reason != "diverged" and r.final_loss < 1e-3 for r in run.results)
     if len(keep) < 2:
