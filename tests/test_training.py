@@ -319,6 +319,28 @@ def test_deterministic_and_float32(data: tuple[np.ndarray, np.ndarray]) -> None:
         assert r32.final_ntk_change == pytest.approx(r64.final_ntk_change, rel=1e-3)
 
 
+def test_network_spec_trains_like_its_mlp(data: tuple[np.ndarray, np.ndarray]) -> None:
+    # A NetworkSpec takes its input_dim from X and draws the same networks as its MLP.
+    X, y = data
+    spec = NetworkSpec("tanh", 1.5, 0.1, 2, 12)
+    kw = {"batch": 2, "seed": 3, "rate": LearningRate(lr_scale=0.5), "stop": StoppingRule(20),
+          "record": Recording((10,)), "execution": Execution(threads=1)}
+    a, b = train(spec, X, y, **kw), train(spec.mlp(X.shape[1]), X, y, **kw)
+    for ra, rb in zip(a.results, b.results):
+        assert np.array_equal(ra.losses, rb.losses) and ra.ntk_change == rb.ntk_change
+    r = a.results[1]
+    assert r.network == spec.with_input_dim(32) and r.samples == len(y)
+    r.data = "gaussian (sign)"
+    assert r.title() == "Gradient descent: tanh, sw2=1.5, sb2=0.1, L=2, M=12, gaussian (sign), S=16"
+    keys = [k for k, _ in r.rows()]
+    assert keys[:3] == ["learning rate", "lr_max = 2S/lambda_max", "steps"]
+    assert keys[-3:] == ["NTK change, step 10", "NTK change, final (20)", "seconds"]
+    # Per-network variances: each result describes its own network.
+    run = train(spec, X, y, variances=[(1.0, 0.0), (3.0, 0.2)], rate=LearningRate(1e-3),
+                stop=StoppingRule(2), record=Recording(()))
+    assert [res.network.sigma_w2 for res in run.results] == [1.0, 3.0]
+
+
 def test_lr_with_lr_scale_is_capped_per_network(data: tuple[np.ndarray, np.ndarray]) -> None:
     # lr = min(lr, s lr_max): the fixed rate where it is below the cap, the cap elsewhere.
     X, y = data

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from ntkscope.defaults import LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.io import ensure_writable_dir
 from ntkscope.plotting import phase_heatmap, plt, save_figure, write_csv
@@ -70,8 +71,8 @@ PRESETS: dict[str, TrainGrid] = {
     "paper": TrainGrid(
         sw2={"tanh": _lin(0.5, 6.0, 12), "relu": _lin(0.5, 4.0, 8)},
         depths=(1, 5, 10, 15, 20, 30, 40, 50), width=256, widths=(128, 256, 512),
-        samples=128, sb2=1.0, lr=1e-5, lr_scale=None, max_steps=100_000, patience=100,
-        min_delta=1e-7, snapshots=(10, 100, 1000, 10000),
+        samples=128, sb2=1.0, lr=LEARNING_RATE, lr_scale=None, max_steps=MAX_STEPS,
+        patience=PATIENCE, min_delta=MIN_DELTA, snapshots=SNAPSHOTS,  # the paper's rules
         settings="128 MNIST samples, lr=1e-5, <=1e5 steps, early stop 1e-7/100 steps",
     ),
     "quick": TrainGrid(
