@@ -32,7 +32,7 @@ from torch import nn
 
 from ntkscope.networks import MLP, Params
 from ntkscope.threads import torch_threads
-from ntkscope.training import train
+from ntkscope.training import LearningRate, Recording, StoppingRule, train
 
 S, M0 = 128, 784
 
@@ -119,7 +119,8 @@ def batched_steps(net: MLP, params: Params, X: np.ndarray, y: np.ndarray, lr: fl
     """Wall time of ``steps`` updates of all networks by :func:`train` (no early stopping, no
     snapshots) and the final parameters: ``TrainRun.step_seconds``, the training loop without
     its NTKs (``Theta_0``, final kernel) and without the one-off set-up."""
-    run = train(net, X, y, params, lr=lr, max_steps=steps, patience=None, snapshots=())
+    run = train(net, X, y, params, rate=LearningRate(lr),
+                stop=StoppingRule(steps, patience=None), record=Recording(()))
     return run.step_seconds, run.params
 
 

@@ -128,7 +128,7 @@ def test_json_equals_direct_calls(capsys: pytest.CaptureFixture[str]) -> None:
     from ntkscope.networks import MLP
     from ntkscope.sampling import ntk_variance
     from ntkscope.theory import chi1_fixed_point, data_covariances, eoc, phase_of, propagate
-    from ntkscope.training import train
+    from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
     act, sw2, sb2, L, M, seed = "tanh", 2.5, 0.2, 3, 64, 3
     code, out, _ = _cli(capsys, "--activation", act, "--sigma-w2", str(sw2), "--sigma-b2",
@@ -149,7 +149,8 @@ def test_json_equals_direct_calls(capsys: pytest.CaptureFixture[str]) -> None:
     var = ntk_variance(act, sw2, sb2, L, M, inits=300, input_dim=784, seed=seed)
     assert d["ratio"] == var.ratio and d["ratio_ci"] == list(var.ratio_ci)
     tr = train(MLP(784, M, L, act, sw2, sb2), data.X, data.y, batch=1, seed=seed,
-               lr_scale=0.5, max_steps=50, snapshots=(10,), threads=1).results[0]
+               rate=LearningRate(lr_scale=0.5), stop=StoppingRule(max_steps=50),
+               record=Recording((10,)), execution=Execution(threads=1)).results[0]
     assert d["ntk_change"] == tr.final_ntk_change
     assert d["loss_drop"] == tr.min_loss / tr.initial_loss
     assert d["ntk_change_steps"] == {"10": tr.ntk_change[10]}

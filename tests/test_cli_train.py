@@ -98,9 +98,3 @@ def test_bad_input_exit_2(capsys: pytest.CaptureFixture[str], extra: list[str],
     assert len(lines) == 1 and lines[0].startswith("ntkscope train: error:")
     assert message in lines[0]
 
-
-def test_cli_snapshot_default_matches_the_trainer() -> None:
-    from ntkscope.cli import train as cli_train
-    from ntkscope.training import DEFAULT_SNAPSHOTS
-
-    assert cli_train.DEFAULT_SNAPSHOTS == DEFAULT_SNAPSHOTS

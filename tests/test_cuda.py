@@ -17,7 +17,7 @@ from ntkscope.networks import MLP
 from ntkscope.ntk import empirical_ntk
 from ntkscope.sampling import sample_ntk
 from ntkscope.theory import propagate
-from ntkscope.training import train
+from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -56,10 +56,10 @@ def test_lowrank_sampler_on_gpu_matches_theory() -> None:
 def test_training_same_on_gpu() -> None:
     d = load_dataset("gaussian", 16, seed=0, dim=24)
     net = MLP(24, 32, 3, "tanh")
-    kw = dict(variances=[(1.0, 0.1), (3.0, 0.1)], seed=2, lr_scale=0.4, max_steps=60,
-              patience=None, snapshots=(10,), threads=1)
-    cpu = train(net, d.X, d.y, **kw)
-    gpu = train(net, d.X, d.y, device="cuda", **kw)
+    kw = dict(variances=[(1.0, 0.1), (3.0, 0.1)], seed=2, rate=LearningRate(lr_scale=0.4),
+              stop=StoppingRule(60, patience=None), record=Recording((10,)))
+    cpu = train(net, d.X, d.y, execution=Execution(threads=1), **kw)
+    gpu = train(net, d.X, d.y, execution=Execution(device="cuda", threads=1), **kw)
     assert gpu.params.device.type == "cuda"
     for rc, rg in zip(cpu.results, gpu.results):
         assert (rg.steps, rg.stop_reason) == (rc.steps, rc.stop_reason)

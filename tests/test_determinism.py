@@ -16,6 +16,7 @@ from ntkscope.cli.main import main
 from ntkscope.sampling import ntk_variance, sample_ntk
 from ntkscope.store import Store
 from ntkscope.sweep import Cell, demo_cell, run_sweep
+from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
 
 def cli_json(argv: list[str]) -> dict:
@@ -66,9 +67,6 @@ def test_sample_ntk_chunks_and_start_agree() -> None:
 # ---------------------------------------------------------------------------------------------
 # Training
 
-from ntkscope import training  # noqa: E402 (the training section of this file)
-
-
 def _train_setup() -> tuple:
     from ntkscope.datasets import load_dataset
     from ntkscope.networks import MLP
@@ -87,24 +85,25 @@ def _same_result(a: object, b: object) -> None:
 
 def test_train_twice_identical() -> None:
     net, X, y = _train_setup()
-    kw = {"seed": 5, "lr_scale": 0.5, "max_steps": 60, "snapshots": (10, 50), "patience": None}
-    one = training.train(net, X, y, batch=1, **kw)
-    two = training.train(net, X, y, batch=1, **kw)
+    kw = {"seed": 5, "rate": LearningRate(lr_scale=0.5), "stop": StoppingRule(60, patience=None),
+          "record": Recording((10, 50))}
+    one = train(net, X, y, batch=1, **kw)
+    two = train(net, X, y, batch=1, **kw)
     _same_result(one.results[0], two.results[0])
     for a, b in zip(one.params.weights + one.params.biases,
                     two.params.weights + two.params.biases):
         assert torch.equal(a, b)
-    other = training.train(net, X, y, batch=1, **{**kw, "seed": 6})
+    other = train(net, X, y, batch=1, **{**kw, "seed": 6})
     assert other.results[0].final_loss != one.results[0].final_loss  # the seed matters
 
 
 @pytest.mark.parametrize("gram", [None, False])
 def test_train_batch_of_one_equals_network_zero_of_three(gram: bool | None) -> None:
     net, X, y = _train_setup()
-    kw = {"seed": 5, "lr_scale": 0.5, "max_steps": 60, "snapshots": (10, 50),
-          "gram_first_layer": gram}
-    alone = training.train(net, X, y, batch=1, **kw)
-    three = training.train(net, X, y, batch=3, **kw)
+    kw = {"seed": 5, "rate": LearningRate(lr_scale=0.5), "stop": StoppingRule(60),
+          "record": Recording((10, 50)), "execution": Execution(gram_first_layer=gram)}
+    alone = train(net, X, y, batch=1, **kw)
+    three = train(net, X, y, batch=3, **kw)
     a, b = alone.results[0], three.results[0]
     # Identical to rounding: batched matrix products may round differently per batch size.
     assert (a.steps, a.stop_reason, a.min_loss_step) == (b.steps, b.stop_reason, b.min_loss_step)

@@ -14,7 +14,7 @@ from ntkscope.datasets import load_dataset
 from ntkscope.experiments import training_figures as tf
 from ntkscope.networks import MLP
 from ntkscope.store import Store
-from ntkscope.training import train
+from ntkscope.training import LearningRate, Recording, StoppingRule, train
 
 
 @pytest.fixture
@@ -48,8 +48,8 @@ def test_training_figures_and_cell_reuse(tiny: tf.TrainGrid, tmp_path: Path) -> 
     r = rows[(rows["width"] == 16) & (rows["depth"] == 4) & (rows["sigma_w2"] == 4.0)][0]
     data = load_dataset("mnist", 12, seed=0, target="parity")
     run = train(MLP(784, 16, 4, "tanh"), data.X, data.y, variances=[(0.5, 1.0), (4.0, 1.0)],
-                lr=1e-3, max_steps=30, patience=100, min_delta=1e-7, snapshots=(10,),
-                seed=0)
+                rate=LearningRate(1e-3), stop=StoppingRule(30, patience=100, min_delta=1e-7),
+                record=Recording((10,)), seed=0)
     assert r["change_final"] == pytest.approx(run.results[1].final_ntk_change, rel=1e-9)
     assert r["min_loss"] == pytest.approx(run.results[1].min_loss, rel=1e-9)
     before = (tmp_path / "fig3.csv").read_text()

@@ -1,4 +1,5 @@
-"""Batched full-batch gradient descent and the NTK change (``ntkscope.training``)."""
+"""Batched full-batch gradient descent and the NTK change (``ntkscope.gd``,
+``ntkscope.training``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import pytest
 import torch
 
 from ntkscope.datasets import load_dataset
+from ntkscope.gd import gd_step, loss_and_gradients, max_learning_rate, mse_loss
 from ntkscope.networks import MLP, Params, RangeMonitor
 from ntkscope.ntk import empirical_ntk
+from ntkscope.spec import NetworkSpec
 from ntkscope.threads import torch_threads
 from ntkscope.training import (
-    _Monitor,
-    check_snapshots,
-    gd_step,
+    Execution,
+    LearningRate,
+    LossMonitor,
+    Recording,
+    StoppingRule,
     init_params,
-    loss_and_gradients,
-    max_learning_rate,
-    mse_loss,
     train,
 )
 from ntkscope.validation import NtkscopeInputError
@@ -97,7 +99,9 @@ def test_one_step_matches_autograd_step(data: tuple[np.ndarray, np.ndarray]) -> 
     net = MLP(32, 20, 2, "tanh", 1.5, 0.2)
     params = net.init(2, seed=5)
     lrs = [0.01, 0.03]
-    run = train(net, X, y, params, lr=lrs, max_steps=1, patience=None, snapshots=(), threads=1)
+    run = train(net, X, y, params, rate=LearningRate(lrs),
+                stop=StoppingRule(max_steps=1, patience=None), record=Recording(()),
+                execution=Execution(threads=1))
     assert [r.steps for r in run.results] == [1, 1]
     assert all(r.stop_reason == "max_steps" for r in run.results)
     stepped = params.clone()
@@ -127,13 +131,15 @@ def test_gram_first_layer_gives_the_same_training(act: str,
     it must reproduce the plain updates, snapshots, stops and final weights."""
     X, y = data
     net = MLP(32, 24, 2, act)
-    kw = {"variances": [(1.5, 0.1), (3.0, 0.2), (1.0, 0.0)], "seed": 2, "max_steps": 80,
-          "patience": 5, "min_delta": 1e-4, "snapshots": (10, 50), "threads": 1}
+    kw = {"variances": [(1.5, 0.1), (3.0, 0.2), (1.0, 0.0)], "seed": 2,
+          "stop": StoppingRule(max_steps=80, patience=5, min_delta=1e-4),
+          "record": Recording((10, 50))}
     lrs = [1e-6, 1.0, 60.0]  # early stop, max_steps, divergence
     rate = 0.5 * float(max_learning_rate(net, init_params(net, kw["variances"], seed=2),
                                          X).min())
-    a = train(net, X, y, lr=[rate * v for v in lrs], gram_first_layer=True, **kw)
-    b = train(net, X, y, lr=[rate * v for v in lrs], gram_first_layer=False, **kw)
+    lr = LearningRate([rate * v for v in lrs])
+    a = train(net, X, y, rate=lr, execution=Execution(threads=1, gram_first_layer=True), **kw)
+    b = train(net, X, y, rate=lr, execution=Execution(threads=1, gram_first_layer=False), **kw)
     for ra, rb in zip(a.results, b.results):
         assert (ra.steps, ra.stop_reason) == (rb.steps, rb.stop_reason)
         np.testing.assert_allclose(ra.losses, rb.losses, rtol=1e-9, atol=1e-15)
@@ -168,8 +174,9 @@ def test_wide_shallow_network_follows_linearized_dynamics(act: str) -> None:
     net = MLP(10, 4096, 1, act, 2.0, 0.1)
     params = net.init(1, seed=3)
     theta0 = empirical_ntk(net, params, d.X)[0]
-    run = train(net, d.X, d.y, params, lr_scale=0.5, max_steps=100, patience=None,
-                snapshots=(10, 100), threads=1)
+    run = train(net, d.X, d.y, params, rate=LearningRate(lr_scale=0.5),
+                stop=StoppingRule(max_steps=100, patience=None), record=Recording((10, 100)),
+                execution=Execution(threads=1))
     r = run.results[0]
     assert r.lr == pytest.approx(0.5 * 2 * 8 / float(torch.linalg.eigvalsh(theta0)[-1]))
     # Linearized model: f <- f - (lr/S) Theta0 (f - y).
@@ -202,8 +209,9 @@ def test_ntk_change_grows_with_depth_in_chaotic_phase(
     lr = 0.5 * min(float(max_learning_rate(nets[L], params[L], X).min()) for L in (2, 10))
     change = {}
     for L in (2, 10):
-        run = train(nets[L], X, y, params[L], lr=lr, max_steps=300, snapshots=(10, 100),
-                    threads=1)
+        run = train(nets[L], X, y, params[L], rate=LearningRate(lr),
+                    stop=StoppingRule(max_steps=300), record=Recording((10, 100)),
+                    execution=Execution(threads=1))
         assert all(r.stop_reason != "diverged" for r in run.results)
         change[L] = [r.final_ntk_change for r in run.results]
     (ord2, cha2), (ord10, cha10) = change[2], change[10]
@@ -223,8 +231,9 @@ def test_stopping_rules_act_per_network(data: tuple[np.ndarray, np.ndarray]) -> 
                     [b.repeat(3, 1) for b in params.biases])
     lr_max = float(max_learning_rate(net, params, X)[0])
     lrs = [1e-12, 0.4 * lr_max, 50 * lr_max]
-    run = train(net, X, y, params, lr=lrs, max_steps=60, patience=10, min_delta=1e-7,
-                snapshots=(5, 20, 40), threads=1)
+    rule, one = StoppingRule(max_steps=60, patience=10, min_delta=1e-7), Execution(threads=1)
+    run = train(net, X, y, params, rate=LearningRate(lrs), stop=rule,
+                record=Recording((5, 20, 40)), execution=one)
     tiny, good, huge = run.results
     assert (tiny.stop_reason, tiny.steps) == ("early_stop", 10)
     assert (good.stop_reason, good.steps) == ("max_steps", 60)
@@ -233,12 +242,12 @@ def test_stopping_rules_act_per_network(data: tuple[np.ndarray, np.ndarray]) -> 
     assert set(tiny.ntk_change) == {5} and set(good.ntk_change) == {5, 20, 40}
     assert good.final_loss < 0.1 * good.initial_loss and good.min_loss == good.final_loss
     # Frozen networks keep the parameters of their last step; the others went on.
-    alone = train(net, X, y, params.select(0), lr=1e-12, max_steps=60, patience=10,
-                  snapshots=(), threads=1)
+    alone = train(net, X, y, params.select(0), rate=LearningRate(1e-12), stop=rule,
+                  record=Recording(()), execution=one)
     torch.testing.assert_close(run.params.weights[1][0], alone.params.weights[1][0],
                                rtol=0, atol=1e-15)
-    alone = train(net, X, y, params.select(1), lr=lrs[1], max_steps=60, patience=10,
-                  snapshots=(5, 20, 40), threads=1).results[0]
+    alone = train(net, X, y, params.select(1), rate=LearningRate(lrs[1]), stop=rule,
+                  record=Recording((5, 20, 40)), execution=one).results[0]
     assert alone.final_loss == pytest.approx(good.final_loss, rel=1e-9)
     assert alone.ntk_change[40] == pytest.approx(good.ntk_change[40], rel=1e-9)
     # Loss curve: every step here; JSON summary has no non-finite numbers.
@@ -248,8 +257,8 @@ def test_stopping_rules_act_per_network(data: tuple[np.ndarray, np.ndarray]) -> 
 
 
 def test_early_stopping_rule_is_best_loss_based() -> None:
-    mon = _Monitor(1, max_steps=100, patience=3, min_delta=0.1, divergence_factor=1e6,
-                   zero_loss=0.5, curve_points=1000)
+    rule = StoppingRule(max_steps=100, patience=3, min_delta=0.1, divergence_factor=1e6)
+    mon = LossMonitor(1, rule, zero_loss=0.5, curve_points=1000)
     idx, ok = np.array([0]), np.array([True])
     # Slow decrease 1.0 -> 0.95 -> 0.92 -> 0.91: never 0.1 below the best (1.0) in 3 steps.
     for t, loss in enumerate([1.0, 0.95, 0.92]):
@@ -257,15 +266,14 @@ def test_early_stopping_rule_is_best_loss_based() -> None:
     stop, _ = mon.observe(3, idx, np.array([0.91]), ok)
     assert stop[0] and mon.reason[0] == "early_stop" and mon.steps[0] == 3
     # The same decrease reaching best - min_delta in time resets the wait.
-    mon = _Monitor(1, max_steps=100, patience=3, min_delta=0.1, divergence_factor=1e6,
-                   zero_loss=0.5, curve_points=1000)
+    mon = LossMonitor(1, rule, zero_loss=0.5, curve_points=1000)
     for t, loss in enumerate([1.0, 0.95, 0.92, 0.85, 0.84, 0.80]):
         assert not mon.observe(t, idx, np.array([loss]), ok)[0][0]
     assert mon.best[0] == 0.85 and mon.wait[0] == 2
     # Divergence: exploding or non-finite loss, or a non-finite update.
     for losses, oks in (([1.0, 2e6], [True, True]), ([1.0, np.nan], [True, True]),
                         ([1.0, 0.9], [True, False])):
-        mon = _Monitor(1, 100, None, 0.0, 1e6, 0.5, 1000)
+        mon = LossMonitor(1, StoppingRule(100, None, 0.0, 1e6), 0.5, 1000)
         mon.observe(0, idx, np.array([losses[0]]), np.array([oks[0]]))
         stop, diverged = mon.observe(1, idx, np.array([losses[1]]), np.array([oks[1]]))
         assert stop[0] and diverged[0] and mon.reason[0] == "diverged"
@@ -274,8 +282,8 @@ def test_early_stopping_rule_is_best_loss_based() -> None:
 def test_loss_curve_is_subsampled(data: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = data
     net = MLP(32, 16, 1, "tanh", 1.0, 0.1)
-    r = train(net, X, y, lr=1e-3, max_steps=53, patience=None, curve_points=10,
-              snapshots=(), threads=1).results[0]
+    r = train(net, X, y, rate=LearningRate(1e-3), stop=StoppingRule(53, patience=None),
+              record=Recording((), curve_points=10), execution=Execution(threads=1)).results[0]
     assert r.loss_steps.tolist() == [*range(0, 53, 6), 53]
     assert len(r.losses) == len(r.loss_steps) and np.all(np.diff(r.losses) < 0)
 
@@ -287,26 +295,50 @@ def test_loss_curve_is_subsampled(data: tuple[np.ndarray, np.ndarray]) -> None:
 def test_deterministic_and_float32(data: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = data
     net = MLP(32, 24, 3, "erf", 2.0, 0.1)
-    kw = {"variances": [(1.0, 0.1), (3.0, 0.1)], "seed": 4, "lr_scale": 0.3, "max_steps": 40,
-          "snapshots": (10,), "threads": 1}
-    a, b = train(net, X, y, **kw), train(net, X, y, **kw)
+    kw = {"variances": [(1.0, 0.1), (3.0, 0.1)], "seed": 4,
+          "rate": LearningRate(lr_scale=0.3), "stop": StoppingRule(40),
+          "record": Recording((10,))}
+    one = Execution(threads=1)
+    a, b = train(net, X, y, execution=one, **kw), train(net, X, y, execution=one, **kw)
     for ra, rb in zip(a.results, b.results):
         assert np.array_equal(ra.losses, rb.losses) and ra.ntk_change == rb.ntk_change
     assert all(torch.equal(u, v) for u, v in zip(a.params.weights, b.params.weights))
     # A memory budget of one network per chunk trains them one after the other: same numbers.
-    chunked = train(net, X, y, max_memory=1, **kw)
+    chunked = train(net, X, y, execution=Execution(threads=1, max_memory=1), **kw)
     assert [r.index for r in chunked.results] == [0, 1]
     for ra, rc in zip(a.results, chunked.results):
         assert (ra.steps, ra.stop_reason, ra.sigma_w2) == (rc.steps, rc.stop_reason, rc.sigma_w2)
         np.testing.assert_allclose(rc.losses, ra.losses, rtol=1e-12)
     torch.testing.assert_close(chunked.params.weights[2], a.params.weights[2], rtol=0,
                                atol=1e-13)
-    c = train(net, X, y, dtype=torch.float32, **kw)
+    c = train(net, X, y, execution=Execution(threads=1, dtype=torch.float32), **kw)
     assert c.params.dtype == torch.float32
     for r32, r64 in zip(c.results, a.results):
         assert r32.stop_reason == r64.stop_reason and r32.steps == r64.steps
         assert r32.final_loss == pytest.approx(r64.final_loss, rel=1e-3)
         assert r32.final_ntk_change == pytest.approx(r64.final_ntk_change, rel=1e-3)
+
+
+def test_network_spec_trains_like_its_mlp(data: tuple[np.ndarray, np.ndarray]) -> None:
+    # A NetworkSpec takes its input_dim from X and draws the same networks as its MLP.
+    X, y = data
+    spec = NetworkSpec("tanh", 1.5, 0.1, 2, 12)
+    kw = {"batch": 2, "seed": 3, "rate": LearningRate(lr_scale=0.5), "stop": StoppingRule(20),
+          "record": Recording((10,)), "execution": Execution(threads=1)}
+    a, b = train(spec, X, y, **kw), train(spec.mlp(X.shape[1]), X, y, **kw)
+    for ra, rb in zip(a.results, b.results):
+        assert np.array_equal(ra.losses, rb.losses) and ra.ntk_change == rb.ntk_change
+    r = a.results[1]
+    assert r.network == spec.with_input_dim(32) and r.samples == len(y)
+    r.data = "gaussian (sign)"
+    assert r.title() == "Gradient descent: tanh, sw2=1.5, sb2=0.1, L=2, M=12, gaussian (sign), S=16"
+    keys = [k for k, _ in r.rows()]
+    assert keys[:3] == ["learning rate", "lr_max = 2S/lambda_max", "steps"]
+    assert keys[-3:] == ["NTK change, step 10", "NTK change, final (20)", "seconds"]
+    # Per-network variances: each result describes its own network.
+    run = train(spec, X, y, variances=[(1.0, 0.0), (3.0, 0.2)], rate=LearningRate(1e-3),
+                stop=StoppingRule(2), record=Recording(()))
+    assert [res.network.sigma_w2 for res in run.results] == [1.0, 3.0]
 
 
 def test_lr_with_lr_scale_is_capped_per_network(data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -317,27 +349,32 @@ def test_lr_with_lr_scale_is_capped_per_network(data: tuple[np.ndarray, np.ndarr
     lr_max = max_learning_rate(net, params, X).cpu().numpy()
     assert lr_max[0] > 4 * lr_max[1]  # the chaotic network has the larger NTK
     lr = float(0.3 * np.sqrt(lr_max[0] * lr_max[1]))  # between the two caps
-    run = train(net, X, y, params, lr=lr, lr_scale=0.3, max_steps=3, patience=None)
+    run = train(net, X, y, params, rate=LearningRate(lr, lr_scale=0.3),
+                stop=StoppingRule(3, patience=None))
     got = [r.lr for r in run.results]
     assert got[0] == lr and got[1] == pytest.approx(0.3 * lr_max[1], rel=1e-12)
     assert [r.lr_max for r in run.results] == pytest.approx(list(lr_max), rel=1e-12)
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lr": 0.0}, "lr"),
-    ({"lr": [1e-3, 1e-3, 1e-3]}, "one per network"),
-    ({"lr_scale": -1.0}, "lr_scale"),
-    ({"snapshots": (10, 10)}, "distinct"),
-    ({"snapshots": (0, 10)}, "snapshots"),
-    ({"max_steps": -1}, "max_steps"),
-    ({"patience": 0}, "patience"),
-    ({"min_delta": -1e-7}, "min_delta"),
+    (lambda: {"rate": LearningRate(lr=0.0)}, "lr"),
+    (lambda: {"rate": LearningRate(lr=[1e-3, 1e-3, 1e-3])}, "one per network"),
+    (lambda: {"rate": LearningRate(lr_scale=-1.0)}, "lr_scale"),
+    (lambda: {"record": Recording(snapshots=(10, 10))}, "distinct"),
+    (lambda: {"record": Recording(snapshots=(0, 10))}, "snapshots"),
+    (lambda: {"stop": StoppingRule(max_steps=-1)}, "max_steps"),
+    (lambda: {"stop": StoppingRule(patience=0)}, "patience"),
+    (lambda: {"stop": StoppingRule(min_delta=-1e-7)}, "min_delta"),
+    (lambda: {"stop": {"max_steps": 3}}, "StoppingRule"),
+    (lambda: {"execution": Execution(threads=0)}, "threads"),
+    (lambda: {"execution": Execution(device="tpu")}, "device"),
 ])
-def test_bad_arguments(kwargs: dict, message: str, data: tuple[np.ndarray, np.ndarray]) -> None:
+def test_bad_arguments(kwargs, message: str, data: tuple[np.ndarray, np.ndarray]) -> None:  # type: ignore[no-untyped-def]
+    # The configs validate when they are built, before train runs.
     X, y = data
     net = MLP(32, 8, 1, "relu")
     with pytest.raises(NtkscopeInputError, match=message):
-        train(net, X, y, batch=2, **kwargs)
+        train(net, X, y, batch=2, **kwargs())
 
 
 def test_bad_data(data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -351,6 +388,8 @@ def test_bad_data(data: tuple[np.ndarray, np.ndarray]) -> None:
         train(net, X[:, :10], y)
     with pytest.raises(NtkscopeInputError, match="params"):
         train(net, X, y, net.init(1), batch=1)
-    assert check_snapshots([1000, 10]) == (10, 1000)
+    assert Recording([1000, 10]).snapshots == (10, 1000)
     with pytest.raises(NtkscopeInputError):
-        check_snapshots("10,100")
+        Recording("10,100")  # type: ignore[arg-type]
+    with pytest.raises(NtkscopeInputError, match="X"):  # a spec fixing another input_dim
+        train(NetworkSpec("relu", 2.0, 0.0, 1, 8, input_dim=10), X, y)

@@ -497,7 +497,7 @@ def check_network(
     # Randomness at initialization.
     from ntkscope.networks import MLP
     from ntkscope.sampling import ntk_variance
-    from ntkscope.training import train
+    from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
     clock = time.perf_counter()
     var = ntk_variance(act, sw2, sb2, depth, width, inits=inits, input_dim=INPUT_DIM, seed=seed,
@@ -508,9 +508,9 @@ def check_network(
     clock = time.perf_counter()
     net = MLP(INPUT_DIM, width, depth, act, sw2, sb2)
     snapshots = tuple(s for s in _SNAPSHOTS if s < train_steps)
-    tr = train(net, data.X, data.y, batch=1, seed=seed, lr_scale=lr_scale,
-               max_steps=train_steps, snapshots=snapshots, threads=threads,
-               device=device).results[0]
+    tr = train(net, data.X, data.y, batch=1, seed=seed, rate=LearningRate(lr_scale=lr_scale),
+               stop=StoppingRule(max_steps=train_steps), record=Recording(snapshots),
+               execution=Execution(threads=threads, device=device)).results[0]
     seconds["training"] = time.perf_counter() - clock
 
     points: list[CurvePoint] = []

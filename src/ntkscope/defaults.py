@@ -16,3 +16,9 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 # Steps at which training measures the NTK change (paper Section 4).
 SNAPSHOTS: tuple[int, ...] = (10, 100, 1000, 10_000)
+# Gradient descent (paper Section 4, Appendix D): the fixed learning rate, the most updates,
+# and early stopping after PATIENCE steps without a decrease of at least MIN_DELTA.
+LEARNING_RATE = 1e-5
+MAX_STEPS = 100_000
+PATIENCE = 100
+MIN_DELTA = 1e-7

@@ -250,7 +250,7 @@ def trained_network_variance(
         NtkscopeInputError: bad inputs or settings (the message names the argument).
     """
     from ntkscope.networks import Params
-    from ntkscope.training import train
+    from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
     Xtr = input_matrix("X_train", X_train, nonzero=False)
     Xte = input_matrix("X_test", X_test, minimum=1, nonzero=False)
@@ -258,8 +258,9 @@ def trained_network_variance(
         raise NtkscopeInputError(f"X_test: input dimension {Xte.shape[1]} differs from "
                                  f"X_train's {Xtr.shape[1]}")
     mlp = as_spec(net).with_input_dim(Xtr.shape[1]).mlp()
-    run = train(mlp, Xtr, y_train, batch=networks, seed=seed, lr_scale=lr_scale,
-                max_steps=max_steps, snapshots=(), threads=1, device=device)
+    run = train(mlp, Xtr, y_train, batch=networks, seed=seed,
+                rate=LearningRate(lr_scale=lr_scale), stop=StoppingRule(max_steps=max_steps),
+                record=Recording(()), execution=Execution(threads=1, device=device))
     keep = [i for i, r in enumerate(run.results) if r.stop_reason != "diverged"]
     converged = sum(r.stop_reason != "diverged" and r.final_loss < 1e-3 for r in run.results)
     if len(keep) < 2:

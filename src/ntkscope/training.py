@@ -1,40 +1,17 @@
-"""Full-batch gradient descent on batches of networks and the NTK change (paper Section 4).
+"""The training loop: batches of networks trained by full-batch gradient descent, and the NTK
+change (paper Section 4).
 
-Loss and update (CONVENTIONS section 7), for every network of a :class:`~ntkscope.networks.Params`
-batch on the same training set ``(X, y)`` of ``S`` samples::
+Every network of a :class:`~ntkscope.networks.Params` batch is trained on the same training
+set ``(X, y)`` of ``S`` samples with the loss and update of CONVENTIONS section 7::
 
     L(theta) = 1/(2S) sum_s (f(x_s) - y_s)^2,        theta <- theta - lr * grad L(theta)
 
-Gradients use the structure of the network instead of autograd. With the residuals
-``r_s = f(x_s) - y_s``, the layer inputs ``A_{l-1}`` (rows ``x^{l-1}(x_s)``, ``x^0 = x``) and the
-backpropagated signals ``D_l`` (rows ``delta^l(x_s) = df(x_s)/dh^l``, ``delta^{L+1} = 1``)::
-
-    dL/dW^l = (1/S) sum_s r_s delta^l(x_s) x^{l-1}(x_s)^T = (1/S) D_l^T diag(r) A_{l-1}
-    dL/db^l = (1/S) sum_s r_s delta^l(x_s)
-
-One forward pass (:meth:`MLP.forward_scaled`) keeps the ``A_{l-1}`` and ``phi'(h^l)``; one
-backward pass (:meth:`MLP.backward_scaled`) forms ``D_l`` layer by layer, and each weight update
-is a single batched ``baddbmm`` (``W^l <- W^l - (lr r/S ∘ D_l)^T A_{l-1}``, no gradient tensor
-is materialized). ``W^l`` is updated right after it has been used to backpropagate to layer
-``l - 1``, so every update uses the gradient at the current parameters. The first layer's
-update of all networks is one matrix product with the shared inputs ``X``.
-
-First layer in Gram form (default when ``S < M0``): ``dL/dW^1`` lies in the row span of
-``X``, so ``W^1_t = W^1_0 + C_t X`` with ``C`` of shape ``(M_1, S)``. The steps run on
-``V = W^1 X^T`` (then ``h^1 = V^T + b^1``) with ``V <- V - (lr r/S ∘ D_1)^T X X^T`` and
-``C <- C - (lr r/S ∘ D_1)^T``: the first layer's two products cost ``2 S^2 M_1`` instead of
-``2 S M0 M_1`` operations (MNIST, ``S = 128``: 6x fewer; 15% of a step at ``L = 10``,
-``M = 256``). ``W^1`` itself is rebuilt for the NTK snapshots and the final parameters; the
-results agree with the plain form to rounding.
-
-Range: the training loop runs on plain values (no range monitor: its per-layer norms and
-finiteness checks of every ``A_{l-1}`` and ``D_l`` took 25-40% of a step in CPU profiles of
-:meth:`MLP.forward_with_cache`). Plain values are
-the true values whenever they are representable -- what :meth:`MLP.forward_with_cache` would
-materialize -- and a value that is not (overflow) shows up as a non-finite output or bias
-gradient, which marks the network ``diverged``. Signals that underflow give gradients below
-the dtype's resolution of the weights, which change nothing either way. The NTKs at the
-snapshots use :func:`~ntkscope.ntk.empirical_ntk` with its full range handling.
+The gradients and the step (structured backpropagation, the Gram form of the first layer,
+the range contract) are :mod:`ntkscope.gd`; this module is the loop and its bookkeeping. Its
+rules come as small frozen configs, each validated once when it is built:
+:class:`LearningRate`, :class:`StoppingRule`, :class:`Recording` (what is measured) and
+:class:`Execution` (dtype, device, threads, memory). The NTKs at the snapshots use
+:func:`~ntkscope.ntk.empirical_ntk` with its full range handling.
 
 Per network (the networks of a batch are independent; each has its own learning rate and
 stops on its own; stopped networks are frozen and dropped from the batch):
@@ -73,86 +50,236 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ntkscope.defaults import LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
+from ntkscope.gd import StepBatch, as_mlp, check_targets, lambda_max, per_network, residuals
 from ntkscope.networks import MLP, NtkscopeRangeError, Params, check_device, check_dtype
 from ntkscope.ntk import empirical_ntk
 from ntkscope.progress import Progress
+from ntkscope.spec import MAX_DEPTH, NetworkSpec
 from ntkscope.threads import torch_threads
-from ntkscope.validation import (
-    NtkscopeInputError,
-    finite_array,
-    nonnegative,
-    positive,
-    positive_int,
-)
+from ntkscope.validation import NtkscopeInputError, nonnegative, positive, positive_int
 
 __all__ = [
-    "DEFAULT_SNAPSHOTS",
     "STOP_REASONS",
+    "Execution",
+    "LearningRate",
+    "LossMonitor",
+    "Recording",
+    "StoppingRule",
     "TrainResult",
     "TrainRun",
-    "check_snapshots",
-    "gd_step",
     "init_params",
-    "loss_and_gradients",
-    "max_learning_rate",
-    "mse_loss",
     "train",
 ]
 
-#: Steps at which the NTK change is recorded by default (paper Appendix D).
-DEFAULT_SNAPSHOTS: tuple[int, ...] = (10, 100, 1000, 10000)
 #: Why a network stopped training.
 STOP_REASONS: tuple[str, ...] = ("early_stop", "max_steps", "diverged")
 
 
 # ---------------------------------------------------------------------------------------------
-# Argument checks
+# The rules of a run: frozen, validated at construction
 
 
-def _check_net(net: Any) -> MLP:
-    if not isinstance(net, MLP):
-        raise NtkscopeInputError(f"net: expected an MLP, got {type(net).__name__}")
-    return net
+def _number(name: str, checked: np.ndarray) -> float:
+    """A checked array that must hold one number."""
+    if checked.ndim != 0:
+        raise NtkscopeInputError(f"{name}: expected a single number, got shape {checked.shape}")
+    return float(checked)
 
 
-def _check_targets(params: Params, y: Any, samples: int) -> Tensor:
-    """``y`` as an ``(S,)`` tensor in the params' dtype and device, all finite."""
-    if isinstance(y, Tensor):
-        y = y.detach().cpu().double().numpy()
-    arr = finite_array("y", y)
-    if arr.shape != (samples,):
+@dataclass(frozen=True)
+class LearningRate:
+    """The learning rate of network ``i`` of a batch.
+
+    * ``lr`` alone (one rate, or one per network): ``lr_i = lr``;
+    * ``lr_scale`` alone: ``lr_i = lr_scale * lr_max_i`` with
+      ``lr_max_i = 2 S / lambda_max(Theta_0,i(X))``, the largest stable rate of the linearized
+      dynamics ``f <- f - (lr/S) Theta_0 (f - y)``;
+    * both: ``lr_i = min(lr, lr_scale * lr_max_i)``, a fixed rate capped per network at a
+      fraction of its stability limit;
+    * neither: ``lr = 1e-5``, the paper's (``ntkscope.defaults.LEARNING_RATE``).
+
+    Attributes:
+        lr: ``> 0``; a float, a tuple with one rate per network, or ``None`` (``lr_scale``
+            alone).
+        lr_scale: ``> 0`` or ``None``.
+
+    Raises:
+        NtkscopeInputError: a rate that is not finite and positive.
+    """
+
+    lr: float | tuple[float, ...] | None = None
+    lr_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr_scale is not None:
+            object.__setattr__(self, "lr_scale",
+                               _number("lr_scale", positive("lr_scale", self.lr_scale)))
+        lr: Any = self.lr
+        if lr is None and self.lr_scale is None:
+            lr = LEARNING_RATE
+        if lr is not None:
+            arr = positive("lr", lr)
+            lr = float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr.reshape(-1))
+        object.__setattr__(self, "lr", lr)
+
+    def fixed_rates(self, batch: int) -> np.ndarray | None:
+        """The fixed rates ``lr`` of ``batch`` networks, ``(batch,)`` (``None`` without
+        ``lr``).
+
+        Raises:
+            NtkscopeInputError: ``lr`` has neither one value nor ``batch``.
+        """
+        return None if self.lr is None else per_network("lr", self.lr, batch)
+
+    def rates(self, fixed: np.ndarray | None, lr_max: np.ndarray) -> np.ndarray:
+        """The learning rates given the networks' fixed rates (:meth:`fixed_rates`) and their
+        ``lr_max = 2 S / lambda_max(Theta_0(X))`` (``inf`` where ``lambda_max <= 0``).
+
+        Raises:
+            NtkscopeInputError: ``lr_scale`` alone and some ``lr_max`` is undefined.
+        """
+        if self.lr_scale is None:
+            assert fixed is not None
+            return fixed
+        scaled = self.lr_scale * lr_max
+        if fixed is not None:
+            return np.minimum(fixed, scaled)  # a cap on the fixed rates
+        if not np.all(np.isfinite(scaled)):
+            raise NtkscopeInputError("lr_scale: lambda_max(Theta_0) <= 0, lr_max is undefined")
+        return scaled
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """When a network stops (module docstring): after ``max_steps`` updates, after
+    ``patience`` steps without a decrease of the best loss by more than ``min_delta``, or on
+    divergence (a loss above ``divergence_factor * max(L_0, |y|^2/(2S))``, non-finite, or a
+    non-finite update).
+
+    Attributes:
+        max_steps: ``>= 0`` (paper ``1e5``).
+        patience: ``>= 1`` (paper ``100``), ``None`` turns early stopping off.
+        min_delta: ``>= 0`` (paper ``1e-7``).
+        divergence_factor: ``> 0`` (default ``1e6``).
+
+    Raises:
+        NtkscopeInputError: a value out of range (the message names it).
+    """
+
+    max_steps: int = MAX_STEPS
+    patience: int | None = PATIENCE
+    min_delta: float = MIN_DELTA
+    divergence_factor: float = 1e6
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "max_steps", positive_int("max_steps", self.max_steps, minimum=0))
+        if self.patience is not None:
+            set_(self, "patience", positive_int("patience", self.patience))
+        set_(self, "min_delta", _number("min_delta", nonnegative("min_delta", self.min_delta)))
+        set_(self, "divergence_factor",
+             _number("divergence_factor", positive("divergence_factor", self.divergence_factor)))
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What a run measures besides the losses.
+
+    Attributes:
+        snapshots: distinct steps ``>= 1`` at which the NTK change is recorded (those a
+            network reaches); stored sorted; default ``10, 100, 1000, 10000``
+            (``ntkscope.defaults.SNAPSHOTS``, paper Appendix D); ``()`` for none.
+        curve_points: about how many points of the loss curve are stored (``stride =
+            ceil(max_steps / curve_points)``).
+
+    Raises:
+        NtkscopeInputError: a snapshot list that is not distinct positive step numbers, or
+            ``curve_points < 1``.
+    """
+
+    snapshots: tuple[int, ...] = SNAPSHOTS
+    curve_points: int = 10_000
+
+    def __post_init__(self) -> None:
+        snaps: Any = self.snapshots
+        if isinstance(snaps, (str, bytes)) or not isinstance(snaps, Sequence):
+            raise NtkscopeInputError(
+                f"snapshots: expected a sequence of step numbers, got {snaps!r}"
+            )
+        steps = [positive_int(f"snapshots[{i}]", s) for i, s in enumerate(snaps)]
+        if len(set(steps)) != len(steps):
+            raise NtkscopeInputError(f"snapshots: step numbers must be distinct, got {steps}")
+        object.__setattr__(self, "snapshots", tuple(sorted(steps)))
+        object.__setattr__(self, "curve_points", positive_int("curve_points", self.curve_points))
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how a run computes; none of it changes the results beyond rounding.
+
+    Attributes:
+        dtype: floating ``torch.dtype`` of networks drawn by :func:`train` (given ``params``
+            keep theirs).
+        device: where drawn networks live (``"cpu"``, ``"cuda"``, ...; stored as a
+            ``torch.device``; given ``params`` keep theirs).
+        threads: torch CPU threads during the run (``None``: unchanged). On a loaded machine
+            one thread avoids OpenMP synchronization stalls of the small per-layer products.
+        progress: show a progress bar on stderr.
+        max_memory: bytes the stored passes of one chunk of networks may take (about
+            ``3 S (M_1 + ... + M_{L+1})`` values per network); larger batches are trained in
+            chunks one after the other, with identical results (the networks are
+            independent). Default 256 MiB: in CPU measurements at ``L = 50``, ``M = 512``,
+            chunks of 3 networks ran a step in 300-370 ms per network, chunks of 13 in
+            550-680 ms (memory traffic), one network alone in 150-250 ms.
+        gram_first_layer: run the first layer in its Gram form (:class:`ntkscope.gd.StepBatch`:
+            the same updates, ``M0 / S`` times fewer first-layer operations); ``None``: when
+            ``S < M0``.
+
+    Raises:
+        NtkscopeInputError: a bad value, or a device that does not exist on this machine.
+    """
+
+    dtype: torch.dtype = torch.float64
+    device: torch.device | str = "cpu"
+    threads: int | None = None
+    progress: bool = False
+    max_memory: int = 1 << 28
+    gram_first_layer: bool | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "dtype", check_dtype(self.dtype))
+        set_(self, "device", check_device(self.device))
+        if self.threads is not None:
+            set_(self, "threads", positive_int("threads", self.threads))
+        if not isinstance(self.progress, bool):
+            raise NtkscopeInputError(f"progress: expected True or False, got {self.progress!r}")
+        set_(self, "max_memory", positive_int("max_memory", self.max_memory))
+        if self.gram_first_layer is not None and not isinstance(self.gram_first_layer, bool):
+            raise NtkscopeInputError(
+                f"gram_first_layer: expected True, False or None, got {self.gram_first_layer!r}"
+            )
+
+
+_Config = TypeVar("_Config", LearningRate, StoppingRule, Recording, Execution)
+
+
+def _config(name: str, value: Any, kind: type[_Config]) -> _Config:
+    """``value`` if it is a ``kind`` (``kind()`` for ``None``)."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
         raise NtkscopeInputError(
-            f"y: expected {samples} targets (one per row of X), got shape {arr.shape}"
+            f"{name}: expected a {kind.__name__}, got {type(value).__name__}"
         )
-    return torch.as_tensor(arr).to(params.device, params.dtype)
-
-
-def check_snapshots(snapshots: Any) -> tuple[int, ...]:
-    """Distinct step numbers ``>= 1``, returned sorted (an empty sequence is allowed)."""
-    if isinstance(snapshots, (str, bytes)) or not isinstance(snapshots, Sequence):
-        raise NtkscopeInputError(
-            f"snapshots: expected a sequence of step numbers, got {snapshots!r}"
-        )
-    steps = [positive_int(f"snapshots[{i}]", s) for i, s in enumerate(snapshots)]
-    if len(set(steps)) != len(steps):
-        raise NtkscopeInputError(f"snapshots: step numbers must be distinct, got {steps}")
-    return tuple(sorted(steps))
-
-
-def _per_network(name: str, value: Any, batch: int) -> np.ndarray:
-    """A positive scalar or one positive value per network, as a ``(batch,)`` array."""
-    arr = positive(name, value).reshape(-1)
-    if arr.size == 1:
-        return np.full(batch, float(arr[0]))
-    if arr.size != batch:
-        raise NtkscopeInputError(f"{name}: expected one value or {batch} (one per network)")
-    return arr.astype(np.float64)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +287,7 @@ def _per_network(name: str, value: Any, batch: int) -> np.ndarray:
 
 
 def init_params(
-    net: MLP,
+    net: MLP | NetworkSpec,
     variances: Sequence[tuple[float, float]] | None = None,
     *,
     batch: int | None = None,
@@ -176,11 +303,12 @@ def init_params(
     (``batch`` default 1).
 
     Args:
-        net: the architecture (its ``sigma_w2``, ``sigma_b2`` are used without ``variances``).
+        net: the architecture (its ``sigma_w2``, ``sigma_b2`` are used without ``variances``);
+            a :class:`~ntkscope.NetworkSpec` needs its ``input_dim`` (else 784).
         variances: ``[(sw2_0, sb2_0), (sw2_1, sb2_1), ...]``, one pair per network.
         batch: number of networks; must equal ``len(variances)`` when both are given.
     """
-    net = _check_net(net)
+    net = as_mlp(net)
     if variances is None:
         return net.init(1 if batch is None else batch, seed, dtype, device)
     try:
@@ -211,177 +339,7 @@ def init_params(
 
 
 # ---------------------------------------------------------------------------------------------
-# Structured forward / backward pass
-
-
-@dataclass
-class _Pass:
-    """A plain forward pass: layer inputs ``A_{l-1}`` (``inputs[0]`` is ``X`` of shape
-    ``(1, S, M0)``), ``phi'(h^l)`` for ``l = 1..L`` and the outputs ``(B, S)``."""
-
-    inputs: list[Tensor]
-    derivs: list[Tensor]
-    output: Tensor
-
-    def select(self, keep: Tensor) -> _Pass:
-        """The networks at positions ``keep`` (a long tensor on the device)."""
-
-        picked: dict[int, Tensor] = {}  # ReLU: derivs[l-1] is inputs[l] (select it once)
-
-        def pick(t: Tensor) -> Tensor:
-            if t.shape[0] == 1 and t is self.inputs[0]:
-                return t
-            if id(t) not in picked:
-                picked[id(t)] = t.index_select(0, keep)
-            return picked[id(t)]
-
-        return _Pass(
-            [pick(a) for a in self.inputs],
-            [pick(d) for d in self.derivs],
-            self.output.index_select(0, keep),
-        )
-
-
-def _forward(net: MLP, params: Params, x: Tensor) -> _Pass:
-    inputs: list[Tensor] = []
-    derivs, h, _ = net.forward_scaled(
-        params,
-        x,
-        rescale=False,
-        keep_derivatives=True,
-        on_input=lambda _l, p, _g: inputs.append(p),
-    )
-    return _Pass(inputs, derivs, h)
-
-
-def _backward(
-    net: MLP,
-    params: Params,
-    fp: _Pass,
-    coef: Tensor,
-    weights: list[Tensor],
-    biases: list[Tensor],
-    alpha: float,
-    gram: tuple[Tensor, Tensor] | None = None,
-) -> Tensor:
-    """``W^l += alpha (coef ∘ D_l)^T A_{l-1}``, ``b^l += alpha sum_s coef_s delta^l_s`` into
-    ``weights``/``biases`` (which may be ``params``' own tensors), ``coef`` of shape ``(B, S)``.
-
-    With ``gram = (G, C)`` the first layer is in the Gram form of :class:`_Batch` (inputs
-    ``I_S``, weights ``V = W^1 X^T``): ``V += alpha (coef ∘ D_1)^T G`` and
-    ``C += alpha (coef ∘ D_1)^T``.
-
-    Returns per network whether every bias increment was finite (a non-finite signal ``D_l``
-    makes its sum non-finite). Consumes ``fp.derivs``.
-    """
-    batch, s = coef.shape
-    ok = torch.ones(batch, dtype=torch.bool, device=coef.device)
-    pending: list[tuple[int, Tensor]] = []
-
-    def flush(l: int, dc: Tensor) -> None:
-        a, w = fp.inputs[l - 1], weights[l - 1]
-        db = dc.sum(1)
-        ok.logical_and_(torch.isfinite(db).all(1))
-        if l == 1 and gram is not None:
-            dct = dc.mT.reshape(-1, s)
-            w.view(-1, s).addmm_(dct, gram[0], alpha=alpha)
-            gram[1].view(-1, s).add_(dct, alpha=alpha)
-        elif a.shape[0] == 1 and w.is_contiguous():
-            # Shared inputs X: all networks' updates as one (B M_1 x S) @ (S x M0) product.
-            w.view(-1, w.shape[2]).addmm_(dc.mT.reshape(-1, s), a[0], alpha=alpha)
-        else:
-            w.baddbmm_(dc.mT, a.expand(batch, -1, -1), alpha=alpha)
-        biases[l - 1].add_(db, alpha=alpha)
-
-    def visit(l: int, d: Tensor, _beta: Tensor | None) -> None:
-        # W^{l+1} was just used to form D_l and is not needed again: update it now.
-        if pending:
-            flush(*pending.pop())
-        pending.append((l, d))
-
-    # delta^{L+1} = coef: every D_l arrives already scaled, coef ∘ D_l.
-    net.backward_scaled(params, fp.derivs, s, visit, rescale=False, output_delta=coef)
-    flush(*pending.pop())
-    return ok
-
-
-def _prepare(net: Any, params: Any, X: Any, y: Any) -> tuple[MLP, Params, Tensor, Tensor]:
-    net = _check_net(net)
-    params = net.check_params(params)
-    x = net.check_inputs(params, X)
-    return net, params, x, _check_targets(params, y, x.shape[0])
-
-
-def _loss(fp: _Pass, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Residuals ``r = f - y`` ``(B, S)`` and the losses ``mean(r^2)/2`` ``(B,)``."""
-    r = fp.output - y
-    return r, 0.5 * torch.linalg.vecdot(r, r) / r.shape[1]
-
-
-@torch.no_grad()
-def mse_loss(net: MLP, params: Params, X: Any, y: Any) -> Tensor:
-    """``L = 1/(2S) sum_s (f(x_s) - y_s)^2`` of every network, shape ``(B,)``."""
-    net, params, x, yt = _prepare(net, params, X, y)
-    return _loss(_forward(net, params, x), yt)[1]
-
-
-@torch.no_grad()
-def loss_and_gradients(net: MLP, params: Params, X: Any, y: Any) -> tuple[Tensor, Params]:
-    """The MSE loss ``(B,)`` and its gradient with respect to every ``W^l`` and ``b^l``.
-
-    ``dL/dW^l = (1/S) D_l^T diag(f - y) A_{l-1}``, ``dL/db^l = (1/S) D_l^T (f - y)`` (see the
-    module docstring), returned as a :class:`Params` with the shapes of ``params``. Computed
-    on plain values; a non-finite gradient raises :class:`NtkscopeRangeError`.
-    """
-    net, params, x, yt = _prepare(net, params, X, y)
-    fp = _forward(net, params, x)
-    r, loss = _loss(fp, yt)
-    grads = Params(
-        [torch.zeros_like(w) for w in params.weights], [torch.zeros_like(b) for b in params.biases]
-    )
-    ok = _backward(net, params, fp, r / r.shape[1], grads.weights, grads.biases, 1.0)
-    if not bool(ok.all()) or not all(bool(torch.isfinite(w).all()) for w in grads.weights):
-        raise NtkscopeRangeError(
-            "gradient: a value exceeds the range of the dtype; use float64, a shallower "
-            "network or a smaller sigma_w2"
-        )
-    return loss, grads
-
-
-@torch.no_grad()
-def gd_step(net: MLP, params: Params, X: Any, y: Any, lr: float | Sequence[float]) -> Tensor:
-    """One gradient-descent step ``theta <- theta - lr grad L`` on ``params`` **in place**.
-
-    ``lr`` is one rate or one per network. Returns the losses before the step, ``(B,)``.
-    """
-    net, params, x, yt = _prepare(net, params, X, y)
-    rates = _per_network("lr", lr, params.batch)
-    fp = _forward(net, params, x)
-    r, loss = _loss(fp, yt)
-    scale = torch.as_tensor(rates / r.shape[1]).to(params.device, params.dtype)
-    _backward(net, params, fp, r * scale[:, None], params.weights, params.biases, -1.0)
-    return loss
-
-
-def _lambda_max(theta: Tensor) -> Tensor:
-    """Largest eigenvalue of each kernel, computed in float64."""
-    return torch.linalg.eigvalsh(theta.double())[:, -1]
-
-
-@torch.no_grad()
-def max_learning_rate(net: MLP, params: Params, X: Any) -> Tensor:
-    """``lr_max = 2 S / lambda_max(Theta_0(X))`` per network, float64 ``(B,)``.
-
-    The largest rate for which the linearized dynamics ``f <- f - (lr/S) Theta_0 (f - y)``
-    converge (``inf`` if ``lambda_max <= 0``).
-    """
-    theta = empirical_ntk(_check_net(net), params, X)
-    lam = _lambda_max(theta)
-    return torch.where(lam > 0, 2.0 * theta.shape[1] / lam, math.inf)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training loop
+# Results
 
 
 @dataclass
@@ -402,6 +360,11 @@ class TrainResult:
             diverged network or where the kernel is not representable).
         loss_steps, losses: the stored loss curve (see the module docstring).
         seconds: wall time of the whole batch.
+        samples: ``S``, the training samples.
+        network: the network as a :class:`~ntkscope.NetworkSpec` (with this network's
+            ``sigma_w2``, ``sigma_b2`` when :func:`train` drew it; ``None`` for ``L = 0``).
+        data: what the network was trained on, for :meth:`title` (e.g. ``"mnist (parity)"``;
+            the caller sets it: :func:`train` only sees ``X``).
     """
 
     index: int
@@ -421,6 +384,9 @@ class TrainResult:
     loss_steps: np.ndarray = field(repr=False)
     losses: np.ndarray = field(repr=False)
     seconds: float = 0.0
+    samples: int = 0
+    network: NetworkSpec | None = field(default=None, repr=False)
+    data: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The summary ``ntkscope train --json`` prints: ``steps``, ``stop_reason``, ``lr``,
@@ -443,6 +409,36 @@ class TrainResult:
             "seconds": self.seconds,
         }
 
+    def describe(self) -> str:
+        """``relu, sw2=2, sb2=0.1, L=5, M=256, mnist (parity), S=128``: the network, the data
+        (where known) and ``S``."""
+        parts = [] if self.network is None else [self.network.describe()]
+        if self.data:
+            parts.append(self.data)
+        parts.append(f"S={self.samples}")
+        return ", ".join(parts)
+
+    def title(self) -> str:
+        """The title line of ``ntkscope train``: ``Gradient descent: <describe()>``."""
+        return f"Gradient descent: {self.describe()}"
+
+    def rows(self) -> list[tuple[str, Any]]:
+        """The table of ``ntkscope train``: rates, steps, stop reason, losses, the NTK change
+        at each snapshot reached and at the end, seconds."""
+        rows: list[tuple[str, Any]] = [
+            ("learning rate", self.lr),
+            ("lr_max = 2S/lambda_max", self.lr_max),
+            ("steps", self.steps),
+            ("stop reason", self.stop_reason),
+            ("initial loss", self.initial_loss),
+            ("final loss", self.final_loss),
+            ("min loss", f"{self.min_loss:.10g} (step {self.min_loss_step})"),
+        ]
+        rows += [(f"NTK change, step {t}", v) for t, v in self.ntk_change.items()]
+        rows.append((f"NTK change, final ({self.steps})", self.final_ntk_change))
+        rows.append(("seconds", f"{self.seconds:.2f}"))
+        return rows
+
 
 @dataclass
 class TrainRun:
@@ -458,21 +454,26 @@ class TrainRun:
     step_seconds: float = 0.0
 
 
-class _Monitor:
-    """Per-network bookkeeping of the loop: losses, stopping rule, curve, NTK changes."""
+# ---------------------------------------------------------------------------------------------
+# The loop
 
-    def __init__(
-        self,
-        batch: int,
-        max_steps: int,
-        patience: int | None,
-        min_delta: float,
-        divergence_factor: float,
-        zero_loss: float,
-        curve_points: int,
-    ) -> None:
-        self.max_steps, self.patience, self.min_delta = max_steps, patience, min_delta
-        self.factor, self.zero_loss = divergence_factor, zero_loss
+
+class LossMonitor:
+    """Per-network bookkeeping of the loop: losses, the :class:`StoppingRule`, the stored
+    curve (``curve_points``), the NTK changes.
+
+    Args:
+        batch: number of networks.
+        stop: the stopping rule.
+        zero_loss: ``|y|^2/(2S)``, the loss of the zero function (divergence threshold).
+        curve_points: about how many points of the loss curve to store.
+    """
+
+    def __init__(self, batch: int, stop: StoppingRule, zero_loss: float,
+                 curve_points: int) -> None:
+        max_steps = stop.max_steps
+        self.max_steps, self.patience, self.min_delta = max_steps, stop.patience, stop.min_delta
+        self.factor, self.zero_loss = stop.divergence_factor, zero_loss
         self.stride = max(1, math.ceil(max_steps / curve_points))
         self.curve = np.full((batch, max_steps // self.stride + 1), np.nan)
         self.recorded = np.zeros(self.curve.shape, dtype=bool)
@@ -545,59 +546,6 @@ class _Monitor:
         )
 
 
-class _Batch:
-    """The running networks of a chunk, in the form the gradient steps use.
-
-    Plain form: the parameters themselves, inputs ``X``. Gram form (``S < M0``): the first
-    layer's weights only ever move in the row span of ``X`` (its gradient is
-    ``(1/S) D_1^T diag(r) X``), so ``W^1_t = W^1_0 + C_t X`` with ``C`` of shape
-    ``(B, M_1, S)``. The steps then run on the inputs ``I_S`` with first-layer weights
-    ``V = W^1 X^T`` (``h^1 = X W^1^T + b^1 = V^T + b^1``), updated as
-    ``V <- V - (lr r/S ∘ D_1)^T X X^T`` and ``C <- C - (lr r/S ∘ D_1)^T``: ``2 S^2 M_1``
-    operations per product instead of ``2 S M0 M_1``. :meth:`params` rebuilds ``W^1``.
-    """
-
-    def __init__(self, net: MLP, params: Params, x: Tensor, gram: bool) -> None:
-        self.net, self.x, self.p = net, x, params
-        self.step_net, self.inputs = net, x
-        self.gram: tuple[Tensor, Tensor] | None = None
-        self.w0: Tensor | None = None
-        if gram:
-            s = x.shape[0]
-            self.step_net = MLP(s, net.widths, net.depth, net.activation)
-            self.inputs = torch.eye(s, dtype=x.dtype, device=x.device)
-            self.w0 = params.weights[0]
-            acc = torch.zeros(params.batch, params.weights[0].shape[1], s, dtype=x.dtype,
-                              device=x.device)
-            self.gram = (x @ x.mT, acc)
-            self.p = Params([torch.matmul(self.w0, x.mT), *params.weights[1:]], params.biases)
-
-    def forward(self) -> _Pass:
-        return _forward(self.step_net, self.p, self.inputs)
-
-    def backward(self, fp: _Pass, coef: Tensor) -> Tensor:
-        """One update with ``coef = lr r / S``; returns the finiteness flags."""
-        return _backward(self.step_net, self.p, fp, coef, self.p.weights, self.p.biases, -1.0,
-                         self.gram)
-
-    def select(self, keep: Tensor) -> None:
-        """Keep only the networks at positions ``keep``."""
-        self.p = self.p.select(keep)
-        if self.gram is not None and self.w0 is not None:
-            self.w0 = self.w0.index_select(0, keep)
-            self.gram = (self.gram[0], self.gram[1].index_select(0, keep))
-
-    def params(self, pos: Tensor | None = None) -> Params:
-        """The true parameters of the networks at positions ``pos`` (all for ``None``)."""
-        p = self.p if pos is None else self.p.select(pos)
-        if self.gram is None or self.w0 is None:
-            return p
-        w0, acc = self.w0, self.gram[1]
-        if pos is not None:
-            w0, acc = w0.index_select(0, pos), acc.index_select(0, pos)
-        return Params([torch.matmul(acc, self.x).add_(w0), *p.weights[1:]], p.biases)
-
-
 def _relative_change(
     net: MLP, params: Params, x: Tensor, theta0: Tensor
 ) -> list[float | None]:
@@ -629,7 +577,7 @@ def _scatter(full: Params, part: Params, targets: Tensor) -> None:
 
 @torch.no_grad()
 def train(
-    net: MLP,
+    net: MLP | NetworkSpec,
     X: Any,
     y: Any,
     params: Params | None = None,
@@ -637,69 +585,53 @@ def train(
     variances: Sequence[tuple[float, float]] | None = None,
     batch: int | None = None,
     seed: int = 0,
-    lr: float | Sequence[float] | None = None,
-    lr_scale: float | None = None,
-    max_steps: int = 100_000,
-    patience: int | None = 100,
-    min_delta: float = 1e-7,
-    snapshots: Sequence[int] = DEFAULT_SNAPSHOTS,
-    divergence_factor: float = 1e6,
-    curve_points: int = 10_000,
-    dtype: torch.dtype = torch.float64,
-    device: Any = "cpu",
-    progress: bool = False,
-    threads: int | None = None,
-    max_memory: int = 1 << 28,
-    gram_first_layer: bool | None = None,
+    rate: LearningRate | None = None,
+    stop: StoppingRule | None = None,
+    record: Recording | None = None,
+    execution: Execution | None = None,
 ) -> TrainRun:
     """Train a batch of networks by full-batch gradient descent on ``(X, y)``.
 
-    The networks are ``params`` (copied, never modified), else
-    ``init_params(net, variances, batch=batch, seed=seed, dtype=dtype, device=device)``.
-    Rules (early stopping, divergence, learning rate, NTK change, stored curve): module
-    docstring.
+    ``L = 1/(2S) sum_s (f(x_s) - y_s)^2``, ``theta <- theta - lr grad L`` (CONVENTIONS
+    section 7; the step: :mod:`ntkscope.gd`). The networks are ``params`` (copied, never
+    modified), else ``init_params(net, variances, batch=batch, seed=seed,
+    dtype=execution.dtype, device=execution.device)``. Rules (early stopping, divergence,
+    learning rate, NTK change, stored curve): module docstring.
 
     Args:
-        net: the architecture (activation, widths, depth).
+        net: the architecture (activation, widths, depth): an :class:`MLP`, or a
+            :class:`~ntkscope.NetworkSpec` (its ``input_dim`` from ``X``).
         X: ``(S, M0)`` training inputs; y: ``(S,)`` targets.
-        lr: fixed learning rate(s), one or one per network (default ``1e-5``, the paper's).
-        lr_scale: ``lr = lr_scale * lr_max`` with ``lr_max = 2 S / lambda_max(Theta_0(X))``
-            per network; given together with ``lr``, a cap: ``min(lr, lr_scale * lr_max)``
-            (a fixed rate that never exceeds the stability limit of the linearized dynamics).
-        max_steps: most updates per network (paper ``1e5``).
-        patience, min_delta: early stopping (paper ``100``, ``1e-7``); ``patience=None``
-            turns it off.
-        snapshots: steps at which the NTK change is recorded (those ``<= steps``).
-        divergence_factor: a loss above this times ``max(L_0, |y|^2/(2S))`` is divergence.
-        curve_points: about how many points of the loss curve are stored.
-        progress: show a progress bar on stderr.
-        threads: torch CPU threads during the run (default: unchanged). On a loaded machine
-            one thread avoids OpenMP synchronization stalls of the small per-layer products.
-        max_memory: bytes the stored passes of one chunk of networks may take (about
-            ``3 S (M_1 + ... + M_{L+1})`` values per network); larger batches are trained in
-            chunks one after the other, with identical results (the networks are
-            independent). Default 256 MiB: in CPU measurements at ``L = 50``, ``M = 512``,
-            chunks of 3 networks ran a step in 300-370 ms per network, chunks of 13 in
-            550-680 ms (memory traffic), one network alone in 150-250 ms.
-        gram_first_layer: run the first layer in its Gram form (:class:`_Batch`: the same
-            updates, ``M0 / S`` times fewer first-layer operations); default: when ``S < M0``.
+        params, variances, batch, seed: the networks (given, or drawn: network ``i`` from
+            ``SeedSequence([seed, i])``).
+        rate: the :class:`LearningRate` (default: the paper's fixed ``lr = 1e-5``).
+        stop: the :class:`StoppingRule` (default: the paper's, ``max_steps = 1e5``,
+            ``patience = 100``, ``min_delta = 1e-7``).
+        record: the :class:`Recording` (default: NTK change at steps 10, 100, 1000, 10000).
+        execution: the :class:`Execution` (default: float64 on the CPU).
 
     Returns:
         a :class:`TrainRun`: one :class:`TrainResult` per network, the final parameters.
 
     Raises:
-        NtkscopeInputError: bad arguments (``lr <= 0``, ``lr_scale <= 0``, ...).
+        NtkscopeInputError: bad arguments (a config that is not one, ``lr`` with neither one
+            value nor one per network, data that does not fit the network, ...).
         NtkscopeRangeError: ``Theta_0`` itself is not representable in the dtype.
     """
     start = time.perf_counter()
-    net = _check_net(net)
+    rate = _config("rate", rate, LearningRate)
+    stop = _config("stop", stop, StoppingRule)
+    record = _config("record", record, Recording)
+    execution = _config("execution", execution, Execution)
+    net = as_mlp(net, X)
+    sw2: list[float] | None
+    sb2: list[float] | None
     if params is None:
-        params = init_params(
-            net, variances, batch=batch, seed=seed, dtype=dtype, device=device
-        )
-        sw2 = [v[0] for v in variances] if variances is not None else None
-        sb2 = [v[1] for v in variances] if variances is not None else None
-        if sw2 is None:
+        params = init_params(net, variances, batch=batch, seed=seed, dtype=execution.dtype,
+                             device=execution.device)
+        if variances is not None:
+            sw2, sb2 = [v[0] for v in variances], [v[1] for v in variances]
+        else:
             sw2, sb2 = [net.sigma_w2] * params.batch, [net.sigma_b2] * params.batch
     else:
         if variances is not None or batch is not None:
@@ -707,35 +639,17 @@ def train(
         params = net.check_params(params).clone()
         sw2 = sb2 = None
     x = net.check_inputs(params, X)
-    yt = _check_targets(params, y, x.shape[0])
-    max_steps = positive_int("max_steps", max_steps, minimum=0)
-    if patience is not None:
-        patience = positive_int("patience", patience)
-    min_delta = float(nonnegative("min_delta", min_delta))
-    snaps = set(check_snapshots(snapshots))
-    factor = float(positive("divergence_factor", divergence_factor))
-    curve_points = positive_int("curve_points", curve_points)
-    if not isinstance(progress, bool):
-        raise NtkscopeInputError(f"progress: expected True or False, got {progress!r}")
-    if threads is not None:
-        threads = positive_int("threads", threads)
-    budget = positive_int("max_memory", max_memory)
-    if gram_first_layer is not None and not isinstance(gram_first_layer, bool):
-        raise NtkscopeInputError(
-            f"gram_first_layer: expected True, False or None, got {gram_first_layer!r}"
-        )
-    gram = x.shape[0] < net.input_dim if gram_first_layer is None else gram_first_layer
-    if lr_scale is not None:
-        lr_scale = float(positive("lr_scale", lr_scale))
-    rates = (None if lr is None and lr_scale is not None
-             else _per_network("lr", 1e-5 if lr is None else lr, params.batch))
+    yt = check_targets(params, y, x.shape[0])
+    gram = (x.shape[0] < net.input_dim if execution.gram_first_layer is None
+            else execution.gram_first_layer)
+    fixed = rate.fixed_rates(params.batch)
     # Independent networks: train them in chunks whose pass fits the memory budget.
     n, s = params.batch, x.shape[0]
     per_net = 3 * s * sum(net.layer_widths[1:]) * x.element_size()
-    chunk = max(1, min(n, budget // per_net))
+    chunk = max(1, min(n, execution.max_memory // per_net))
     runs: list[TrainRun] = []
-    with torch_threads(threads), Progress(
-        max_steps * math.ceil(n / chunk), "train", unit="step", quiet=not progress
+    with torch_threads(execution.threads), Progress(
+        stop.max_steps * math.ceil(n / chunk), "train", unit="step", quiet=not execution.progress
     ) as bar:
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
@@ -743,11 +657,10 @@ def train(
             runs.append(_train(
                 net, part, x, yt, None if sw2 is None else sw2[lo:hi],
                 None if sb2 is None else sb2[lo:hi],
-                None if rates is None else rates[lo:hi], lr_scale, max_steps, patience,
-                min_delta, snaps, factor, curve_points, bar, lo, gram,
+                None if fixed is None else fixed[lo:hi], rate, stop, record, bar, lo, gram,
             ))
             if hi < n:  # the next chunk's steps start where this chunk's share ends
-                bar.update(n=max_steps * len(runs) - bar.done)
+                bar.update(n=stop.max_steps * len(runs) - bar.done)
     seconds = time.perf_counter() - start
     results = [r for run in runs for r in run.results]
     for r in results:
@@ -763,6 +676,15 @@ def train(
     return TrainRun(results, final, seconds, ntk_seconds, step_seconds)
 
 
+def _spec(net: MLP, sw2: float | None, sb2: float | None) -> NetworkSpec | None:
+    """The spec of one network (its own variances where known; ``None`` for ``L = 0``)."""
+    if not 1 <= net.depth <= MAX_DEPTH:
+        return None
+    return NetworkSpec(net.activation, net.sigma_w2 if sw2 is None else sw2,
+                       net.sigma_b2 if sb2 is None else sb2, net.depth, net.widths,
+                       net.input_dim)
+
+
 def _train(
     net: MLP,
     params: Params,
@@ -770,49 +692,38 @@ def _train(
     yt: Tensor,
     sw2: Sequence[float] | None,
     sb2: Sequence[float] | None,
-    rates: np.ndarray | None,
-    lr_scale: float | None,
-    max_steps: int,
-    patience: int | None,
-    min_delta: float,
-    snaps: set[int],
-    factor: float,
-    curve_points: int,
+    fixed: np.ndarray | None,
+    rate: LearningRate,
+    rule: StoppingRule,
+    record: Recording,
     bar: Progress,
     offset: int,
     gram: bool,
 ) -> TrainRun:
     """:func:`train` of one chunk of networks (numbered from ``offset``), arguments checked;
-    ``rates`` (per network) or ``lr_scale`` gives the learning rates."""
+    ``fixed``: the chunk's fixed rates (:meth:`LearningRate.fixed_rates`)."""
 
     B, S = params.batch, x.shape[0]
+    snaps = set(record.snapshots)
     clock = time.perf_counter()
     theta0 = empirical_ntk(net, params, x)
-    lam = _lambda_max(theta0).cpu().numpy()
+    lam = lambda_max(theta0).cpu().numpy()
     ntk_seconds = time.perf_counter() - clock
     lr_max = np.where(lam > 0, 2.0 * S / np.where(lam > 0, lam, 1.0), np.inf)
-    if lr_scale is not None:
-        scaled = lr_scale * lr_max
-        if rates is not None:
-            rates = np.minimum(rates, scaled)  # a cap on the fixed rates
-        elif not np.all(np.isfinite(scaled)):
-            raise NtkscopeInputError("lr_scale: lambda_max(Theta_0) <= 0, lr_max is undefined")
-        else:
-            rates = scaled
-    assert rates is not None
+    rates = rate.rates(fixed, lr_max)
     scale = torch.as_tensor(rates / S).to(params.device, params.dtype)
     zero_loss = float(torch.linalg.vecdot(yt, yt)) / (2 * S)
-    mon = _Monitor(B, max_steps, patience, min_delta, factor, zero_loss, curve_points)
+    mon = LossMonitor(B, rule, zero_loss, record.curve_points)
 
     active = np.arange(B)
     dev = params.device
-    cur = _Batch(net, params, x, gram)
+    cur = StepBatch(net, params, x, gram)
     loop_start, loop_ntk = time.perf_counter(), ntk_seconds
     fp = cur.forward()
     ok_dev: Tensor | None = None
     t = 0
     while True:
-        r, loss_dev = _loss(fp, yt)
+        r, loss_dev = residuals(fp, yt)
         loss = loss_dev.cpu().numpy().astype(np.float64)
         ok = np.ones(len(active), bool) if ok_dev is None else ok_dev.cpu().numpy()
         stop, diverged = mon.observe(t, active, loss, ok)
@@ -859,6 +770,8 @@ def _train(
             lr=float(rates[i]),
             lr_max=float(lr_max[i]),
             lambda_max=float(lam[i]),
+            samples=S,
+            network=_spec(net, None if sw2 is None else sw2[i], None if sb2 is None else sb2[i]),
         )
         for i in range(B)
     ]

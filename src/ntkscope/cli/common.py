@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -140,9 +142,11 @@ class Renderable(Protocol):
     def rows(self) -> list[tuple[str, Any]]: ...
 
 
-def print_result(result: Renderable, as_json: bool) -> None:
+def print_result(result: Renderable, as_json: bool,
+                 extra: Sequence[tuple[str, Any]] = ()) -> None:
     """The one printer: ``result.to_dict()`` as JSON, or its title, its column table (where
-    the result has a ``table()``: ``(columns, rows)``) and its key/value rows."""
+    the result has a ``table()``: ``(columns, rows)``), its key/value rows and the command's
+    own ``extra`` rows (e.g. the files it wrote; not part of the JSON)."""
     if as_json:
         print_json(result.to_dict())
         return
@@ -154,7 +158,23 @@ def print_result(result: Renderable, as_json: bool) -> None:
         for line in lines:
             print("  " + "".join(f"{v:>14d}" if isinstance(v, int) else f"{v:>14.6g}"
                                  for v in line))
-    print_table(result.rows())
+    print_table([*result.rows(), *extra])
+
+
+@contextmanager
+def name_flags(*names: str) -> Iterator[None]:
+    """Library errors about the parameters ``names`` also name their command-line flags:
+    ``lr_scale: must be > 0`` becomes ``lr_scale (--lr-scale): must be > 0``. The library
+    validates; the command line only says which flag the value came from."""
+    try:
+        yield
+    except NtkscopeInputError as exc:
+        text = str(exc)
+        for name in names:
+            if text.startswith(f"{name}:"):
+                flag = "--" + name.replace("_", "-")
+                raise NtkscopeInputError(f"{name} ({flag}){text[len(name):]}") from exc
+        raise
 
 
 def print_table(rows: list[tuple[str, Any]], title: str | None = None) -> None:

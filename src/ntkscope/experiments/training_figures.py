@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from ntkscope.defaults import LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.io import ensure_writable_dir
 from ntkscope.plotting import phase_heatmap, plt, save_figure, write_csv
@@ -70,8 +71,8 @@ PRESETS: dict[str, TrainGrid] = {
     "paper": TrainGrid(
         sw2={"tanh": _lin(0.5, 6.0, 12), "relu": _lin(0.5, 4.0, 8)},
         depths=(1, 5, 10, 15, 20, 30, 40, 50), width=256, widths=(128, 256, 512),
-        samples=128, sb2=1.0, lr=1e-5, lr_scale=None, max_steps=100_000, patience=100,
-        min_delta=1e-7, snapshots=(10, 100, 1000, 10000),
+        samples=128, sb2=1.0, lr=LEARNING_RATE, lr_scale=None, max_steps=MAX_STEPS,
+        patience=PATIENCE, min_delta=MIN_DELTA, snapshots=SNAPSHOTS,  # the paper's rules
         settings="128 MNIST samples, lr=1e-5, <=1e5 steps, early stop 1e-7/100 steps",
     ),
     "quick": TrainGrid(
@@ -96,7 +97,7 @@ def train_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
 
     from ntkscope.datasets import load_dataset
     from ntkscope.networks import MLP
-    from ntkscope.training import train
+    from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
     data = load_dataset(config["dataset"], config["samples"], seed=config["seed"],
                         target="parity")
@@ -104,10 +105,10 @@ def train_cell(config: dict[str, Any], device: str = "cpu") -> CellOutput:
     run = train(
         net, data.X, data.y,
         variances=[(sw2, config["sigma_b2"]) for sw2 in config["sigma_w2"]],
-        seed=config["seed"], lr=config["lr"], lr_scale=config["lr_scale"],
-        max_steps=config["max_steps"], patience=config["patience"],
-        min_delta=config["min_delta"], snapshots=config["snapshots"],
-        curve_points=500, dtype=torch.float64, device=device, threads=1,
+        seed=config["seed"], rate=LearningRate(config["lr"], config["lr_scale"]),
+        stop=StoppingRule(config["max_steps"], config["patience"], config["min_delta"]),
+        record=Recording(config["snapshots"], curve_points=500),
+        execution=Execution(torch.float64, device, threads=1),
     )
     networks = []
     curves = []
