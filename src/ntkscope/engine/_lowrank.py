@@ -103,17 +103,24 @@ def _natural_log(exponent: Tensor) -> Tensor:
     return exponent.to(torch.float64) * math.log(2.0)
 
 
+def _times_exp(scaled: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
+    """``scaled * exp(log_scale)`` per row (first axis), the factor applied in two halves so
+    that it overflows only where the product does."""
+    half = np.exp(0.5 * log_scale).reshape((-1,) + (1,) * (scaled.ndim - 1))
+    with np.errstate(over="ignore", under="ignore"):
+        return scaled * half * half
+
+
 def fold_log_scale(scaled: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(scaled * exp(log_scale), 0)`` per row when every value stays finite and nothing
-    non-zero flushes; ``(scaled, log_scale)`` unchanged otherwise."""
+    """``(scaled * exp(log_scale), 0)`` when every value stays finite and no non-zero value
+    becomes subnormal or zero; ``(scaled, log_scale)`` unchanged otherwise (CONVENTIONS: the
+    true values are ``scaled * exp(log_scale)`` either way)."""
     if not np.any(log_scale):
         return scaled, log_scale
-    if np.max(log_scale) < 700.0 and np.min(log_scale) > -700.0:
-        shape = (-1,) + (1,) * (scaled.ndim - 1)
-        with np.errstate(over="ignore"):
-            out = scaled * np.exp(log_scale).reshape(shape)
-        if np.all(np.isfinite(out)):
-            return out, np.zeros_like(log_scale)
+    out = _times_exp(scaled, log_scale)
+    normal = np.abs(out[scaled != 0]) >= np.finfo(out.dtype).tiny
+    if np.all(np.isfinite(out)) and np.all(normal):
+        return out, np.zeros_like(log_scale)
     return scaled, log_scale
 
 
@@ -122,8 +129,6 @@ def unscale_log(scaled: np.ndarray, log_scale: np.ndarray, name: str) -> np.ndar
     attribute pair ``<name>_scaled``, ``<name>_log_scale`` to use instead)."""
     if not np.any(log_scale):
         return scaled
-    shape = (-1,) + (1,) * (scaled.ndim - 1)
-    with np.errstate(over="ignore", under="ignore"):
-        out = scaled * np.exp(log_scale).reshape(shape)
+    out = _times_exp(scaled, log_scale)
     check_finite(out, name, f"use {name}_scaled and {name}_log_scale")
     return out
