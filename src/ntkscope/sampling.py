@@ -30,10 +30,11 @@ Two samplers draw from the same law:
   at initialization.
 
 Overflow: signals of deep chaotic networks grow like ``(sw2/2)^L`` (ReLU). The low-rank sampler
-keeps every layer's ``A`` and ``D`` as ``exp(log_scale) * (normalized matrix)`` per
-initialization and accumulates ``Theta0`` the same way, so it never overflows (ReLU is
-positively homogeneous, ``relu(c h) = c relu(h)``; bounded activations keep their signals
-bounded). Results beyond the float64 range stay available as ``theta_scaled`` and
+runs on the scaled-pass engine of :mod:`ntkscope.engine` (the operator above is
+:class:`ntkscope.engine.LowRankLayer`): if a signal leaves the safe range, every row of ``A``
+and ``D`` is kept as an exact power of two times a normalized row and ``Theta0`` accumulated
+the same way, so it never overflows (ReLU is positively homogeneous, ``relu(c h) = c relu(h)``;
+bounded activations keep their signals bounded). Results beyond the float64 range stay available as ``theta_scaled`` and
 ``theta_log_scale``; nothing non-finite is ever returned silently.
 
 Reproducibility: initialization ``i`` with seed ``s`` draws its Gaussians from its own generator
