@@ -34,8 +34,9 @@ runs on the scaled-pass engine of :mod:`ntkscope.engine` (the operator above is
 :class:`ntkscope.engine.LowRankLayer`): if a signal leaves the safe range, every row of ``A``
 and ``D`` is kept as an exact power of two times a normalized row and ``Theta0`` accumulated
 the same way, so it never overflows (ReLU is positively homogeneous, ``relu(c h) = c relu(h)``;
-bounded activations keep their signals bounded). Results beyond the float64 range stay available as ``theta_scaled`` and
-``theta_log_scale``; nothing non-finite is ever returned silently.
+bounded activations keep their signals bounded). Results beyond the float64 range stay
+available as ``theta_scaled`` and ``theta_log_scale``; nothing non-finite is ever returned
+silently.
 
 Reproducibility: initialization ``i`` with seed ``s`` draws its Gaussians from its own generator
 seeded by ``numpy.random.SeedSequence([s, i])`` (:func:`ntkscope.networks.network_seed`, as
