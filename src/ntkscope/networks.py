@@ -13,18 +13,20 @@ when ``sb2 = 0``.
 :class:`Params` as stacked tensors, ``weights[l]`` of shape ``(B, M_{l+1}, M_l)`` (the matrix
 ``W^{l+1}`` of the conventions) and ``biases[l]`` of shape ``(B, M_{l+1})``, ``l = 0..L``.
 
-Deep networks in the chaotic phase grow exponentially with depth (ReLU with ``sw2 = 4``
-doubles ``|x^l|^2`` and ``|delta^l|^2`` every layer), ordered ones shrink. Every pass is
-therefore run first on plain values while a :class:`RangeMonitor` records the row norms of the
-layer inputs and backpropagated signals; only if one of them leaves ``[2**-k, 2**k]``
-(``k = 248`` in float64, ``24`` in float32) or a result is not finite, the pass is repeated
-in a rescaled domain: every row (one network, one input) of a layer input and of a signal is
-stored as a tensor of magnitude below one times an exact power of two whose exponent is
-carried separately. For positively homogeneous activations (``phi(c h) = c phi(h)`` for
-``c > 0``: ReLU, leaky ReLU, identity) the whole forward pass is rescaled; other activations
-are evaluated on the true pre-activations (``tanh`` and ``erf`` are bounded, so only their
-backward signals need rescaling). Values are materialized at the end; a value outside the
-dtype's range raises :class:`NtkscopeRangeError` instead of returning ``inf``.
+The passes themselves are those of the scaled-pass engine (:mod:`ntkscope.engine`) over the
+dense layers of :class:`Params`. Deep networks in the chaotic phase grow exponentially with
+depth (ReLU with ``sw2 = 4`` doubles ``|x^l|^2`` and ``|delta^l|^2`` every layer), ordered
+ones shrink. Every pass is therefore run first on plain values while a :class:`RangeMonitor`
+records the row norms of the layer inputs and backpropagated signals; only if one of them
+leaves ``[2**-k, 2**k]`` (``k = 248`` in float64, ``24`` in float32) or a result is not
+finite, the pass is repeated in a rescaled domain: every row (one network, one input) of a
+layer input and of a signal is stored as a tensor of magnitude below one times an exact
+power of two whose exponent is carried separately. For positively homogeneous activations
+(``phi(c h) = c phi(h)`` for ``c > 0``: ReLU, leaky ReLU, identity) the whole forward pass
+is rescaled; other activations are evaluated on the true pre-activations (``tanh`` and
+``erf`` are bounded, so only their backward signals need rescaling). Values are materialized
+at the end; a value outside the dtype's range raises :class:`NtkscopeRangeError` instead of
+returning ``inf``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ntkscope.activations import RELU, Activation, TensorFn, get_activation
+from ntkscope.activations import Activation, TensorFn, get_activation
+from ntkscope.engine import (
+    DeltaVisitor,
+    DenseLayer,
+    InputVisitor,
+    NtkscopeRangeError,
+    RangeMonitor,
+    backward,
+    forward,
+    guarded,
+    materialize,
+    network_seed,
+)
 from ntkscope.spec import NetworkSpec
 from ntkscope.validation import (
     NtkscopeInputError,
@@ -51,102 +65,16 @@ from ntkscope.validation import (
     widths as check_widths,
 )
 
-__all__ = ["MLP", "ForwardCache", "NtkscopeRangeError", "Params", "RangeMonitor"]
+__all__ = [
+    "MLP",
+    "ForwardCache",
+    "NtkscopeRangeError",
+    "Params",
+    "RangeMonitor",
+    "network_seed",
+]
 
-# Called with (l, P, g) for l = 1..L+1: the layer input A_{l-1} = 2**g[..., None] * P
-# (g None: P is A_{l-1} itself).
-InputVisitor = Callable[[int, Tensor, "Tensor | None"], None]
-# Called with (l, D, beta) for l = L+1..1: the signal D_l = 2**beta[..., None] * D
-# (beta None: D is D_l itself).
-DeltaVisitor = Callable[[int, Tensor, "Tensor | None"], None]
 R = TypeVar("R")
-
-
-class NtkscopeRangeError(NtkscopeInputError, OverflowError):
-    """A true value (network output, layer signal, NTK) exceeds the range of the dtype.
-
-    Also an :class:`OverflowError`. Use float64, a shallower network or a smaller ``sw2``.
-    """
-
-
-# ---------------------------------------------------------------------------------------------
-# Exact power-of-two scaling helpers (shared with ntkscope.ntk)
-
-
-def max_exponent(dtype: torch.dtype) -> int:
-    """``e`` with ``finfo(dtype).max < 2**e`` (1024 for float64, 128 for float32)."""
-    return math.frexp(torch.finfo(dtype).max)[1]
-
-
-def row_exponent(x: Tensor, emax: int) -> Tensor:
-    """Per row (last axis reduced) the ``e >= 1 - emax`` with ``max|x| < 2**e``.
-
-    ``max|x| in [2**(e-1), 2**e)`` unless the row is (almost) zero; integer valued, in
-    ``x.dtype``.
-    """
-    amax = torch.maximum(x.amax(-1), x.amin(-1).neg_()).clamp_(min=2.0**-emax)
-    return torch.frexp(amax).exponent.to(x.dtype)
-
-
-def ldexp(x: Tensor, e: Tensor) -> Tensor:
-    """``x * 2**e`` exactly (up to subnormal rounding), ``±inf`` only when the value overflows.
-
-    ``e`` (integer valued, floating dtype) broadcasts against ``x``. The mantissa is split off
-    first and the power applied in two halves, so no intermediate overflows spuriously.
-    """
-    mant, exp = torch.frexp(x)
-    n = torch.where(mant == 0, 0.0, exp.to(x.dtype) + e)
-    half = torch.floor(n * 0.5)
-    return mant * torch.exp2(half) * torch.exp2(n - half)
-
-
-def materialize(x: Tensor, e: Tensor | None, what: str) -> Tensor:
-    """``x * 2**e`` with a :class:`NtkscopeRangeError` if a value is not finite."""
-    out = x if e is None else ldexp(x, e)
-    if not bool(torch.isfinite(out).all()):
-        hint = "" if out.dtype == torch.float64 else "use float64, "
-        raise NtkscopeRangeError(
-            f"{what}: a value exceeds the range of {out.dtype} (largest finite "
-            f"{torch.finfo(out.dtype).max:.3g}), or the parameters are not finite; "
-            f"{hint}a shallower network or a smaller sigma_w2"
-        )
-    return out
-
-
-class RangeMonitor:
-    """Records row norms of plain (unscaled) signals and results; :meth:`ok` says whether all
-    were finite and every nonzero norm lay in ``[2**-k, 2**k]``, ``k = emax / 4 - 8``.
-
-    Within that range no Gram entry or product of two of them overflows or becomes subnormal,
-    so a plain computation is as accurate as the rescaled one.
-    """
-
-    def __init__(self, dtype: torch.dtype) -> None:
-        self.bound = 2.0 ** (max_exponent(dtype) // 4 - 8)
-        self._norms: list[Tensor] = []
-        self._values: list[Tensor] = []
-
-    def norms(self, x: Tensor) -> None:
-        """Record the norms of the rows (last axis) of ``x``."""
-        self.squared_norms(torch.linalg.vecdot(x, x))
-
-    def squared_norms(self, n2: Tensor) -> None:
-        """Record squared row norms (e.g. the diagonal of a Gram matrix)."""
-        self._norms.append(n2.reshape(-1))
-
-    def values(self, t: Tensor) -> Tensor:
-        """Record a result that must be finite; returns it."""
-        self._values.append(t)
-        return t
-
-    def ok(self) -> bool:
-        """One device synchronization."""
-        flags = [torch.isfinite(v).all() for v in self._values]
-        if self._norms:
-            n2, b2 = torch.cat(self._norms), self.bound**2
-            in_range = (n2 <= b2) & ((n2 >= 1.0 / b2) | (n2 == 0))
-            flags.append(in_range.all())
-        return bool(torch.stack(flags).all()) if flags else True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,11 +101,6 @@ def check_device(device: Any) -> torch.device:
 
 def _seed(name: str, value: Any) -> int:
     return positive_int(name, value, minimum=0)
-
-
-def network_seed(seed: int, index: int) -> int:
-    """Seed of network ``index`` of the family ``seed``: ``SeedSequence([seed, index])``."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +172,10 @@ class Params:
     @property
     def device(self) -> torch.device:
         return self.weights[0].device
+
+    def layers(self) -> list[DenseLayer]:
+        """The layer operators ``W^l, b^l`` (``l = 1..L+1``) of the engine's passes."""
+        return [DenseLayer(w, b) for w, b in zip(self.weights, self.biases, strict=True)]
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> Params:
         return Params([fn(w) for w in self.weights], [fn(b) for b in self.biases])
@@ -414,7 +341,6 @@ class MLP:
         self.sigma_b2 = float(nonnegative("sigma_b2", sigma_b2))
         self.layer_widths: tuple[int, ...] = (self.input_dim, *self.widths, 1)
         self.homogeneous = _positively_homogeneous(self.activation.torch_fn)
-        self._relu = self.activation is RELU
 
     def __repr__(self) -> str:
         return (
@@ -544,49 +470,25 @@ class MLP:
         on_input: InputVisitor | None = None,
         monitor: RangeMonitor | None = None,
     ) -> tuple[list[Tensor], Tensor, Tensor | None]:
-        """Forward pass (arguments already checked), plain or in the rescaled domain.
+        """Forward pass (arguments already checked), plain or in the rescaled domain: the
+        engine's :func:`ntkscope.engine.forward` over the dense layers of ``params``.
 
-        With ``rescale`` positively homogeneous activations run in the rescaled domain; every
-        other case is evaluated on the true values. A ``monitor`` records the row norms of
-        the plain layer inputs.
+        With ``rescale`` positively homogeneous activations run in the rescaled domain; other
+        activations are evaluated on the true pre-activations. A ``monitor`` records the row
+        norms of the plain layer inputs.
 
         Calls ``on_input(l, P, g)`` for ``l = 1..L+1`` with the layer input
-        ``A_{l-1} = 2**g[..., None] * P`` (rescaled: ``|P| <= 1``, ``g`` of shape ``(B, S)``;
-        otherwise ``g`` is ``None`` and ``P = A_{l-1}``). ``P`` may broadcast over the batch
-        axis (shape ``(1, S, M0)``).
+        ``A_{l-1} = 2**g[..., None] * P`` (rescaled: ``max|P| in [1/2, 1)`` per row, ``g``
+        of shape ``(B, S)``, or ``(1, S)`` for the shared ``X``; otherwise ``g`` is ``None``
+        and ``P = A_{l-1}``). ``P`` may broadcast over the batch axis (shape ``(1, S, M0)``).
 
         Returns ``(derivs, h, g)``: ``derivs[l-1]`` holds ``phi'(h^l)`` for ``l = 1..L`` (only
         with ``keep_derivatives``; for ReLU it is ``phi(h^l)`` itself, whose sign gives
         ``phi'``: :meth:`backward_scaled` reads it either way) and the output ``f = 2**g * h``
         (``(B, S)``; ``g`` None: ``h``).
         """
-        phi, dphi = self.activation.torch_fn, self.activation.torch_deriv
-        emax = max_exponent(params.dtype) - 1
-        rescale = rescale and self.homogeneous
-        derivs: list[Tensor] = []
-        x, a = X.unsqueeze(0), None  # layer input = 2**a * x
-        n_layers = self.depth + 1
-        for l, (w, b) in enumerate(zip(params.weights, params.biases, strict=True), start=1):
-            if rescale:
-                # g >= 1 - emax with P = x * 2**(a - g) and b * 2**-g below one (and finite).
-                kx = row_exponent(x, emax)
-                g = torch.maximum(kx if a is None else kx + a, row_exponent(b, emax)[:, None])
-                p = x * torch.exp2(-g if a is None else a - g)[..., None]
-                h = torch.matmul(p, w.mT).addcmul_(b[:, None, :], torch.exp2(-g)[..., None])
-            else:
-                g, p = None, x
-                if monitor is not None:
-                    monitor.norms(p)
-                h = torch.baddbmm(b[:, None, :], p.expand(w.shape[0], -1, -1), w.mT)
-            if on_input is not None:
-                on_input(l, p, g)
-            if l == n_layers:
-                return derivs, h[..., 0], g
-            x, a = phi(h), g
-            if keep_derivatives:
-                # ReLU: phi'(h) = 1[phi(h) > 0] is read off phi(h) itself (no extra pass).
-                derivs.append(x if self._relu else dphi(h))
-        raise AssertionError("unreachable")
+        return forward(params.layers(), X, self.activation, self.homogeneous, rescale=rescale,
+                       keep_derivatives=keep_derivatives, on_input=on_input, monitor=monitor)
 
     def backward_scaled(
         self,
@@ -601,51 +503,22 @@ class MLP:
     ) -> None:
         """Backpropagate ``delta^l = phi'(h^l) * (W^{l+1})^T delta^{l+1}``, ``delta^{L+1} = 1``
         (or ``output_delta`` of shape ``(B, S)``, plain values only: a per-sample weight such as
-        the residuals of a loss, which then scales every ``delta^l``).
+        the residuals of a loss, which then scales every ``delta^l``): the engine's
+        :func:`ntkscope.engine.backward` over the dense layers of ``params``.
 
         Calls ``on_delta(l, D, beta)`` for ``l = L+1, L, ..., 1``: with ``rescale``,
         ``D_l = 2**beta[..., None] * D`` with ``max|D| in [1/2, 1)`` per row unless zero;
         otherwise ``beta`` is ``None`` and ``D = D_l`` (a ``monitor`` records the row norms).
         ``derivs`` (from :meth:`forward_scaled`) is consumed: its entries are released.
         """
-        emax = max_exponent(params.dtype) - 1
-        w_out = params.weights[-1]
-        shape = (w_out.shape[0], num_inputs)
-        if output_delta is None:
-            d = torch.ones((*shape, 1), dtype=w_out.dtype, device=w_out.device)
-        elif rescale or output_delta.shape != shape:
-            raise ValueError("output_delta: plain passes only, shape (B, S)")
-        else:
-            d = output_delta[..., None]
-        beta = torch.zeros_like(d[..., 0]) if rescale else None
-        on_delta(self.depth + 1, d, beta)
-        for l in range(self.depth, 0, -1):
-            w = params.weights[l]  # W^{l+1}: (B, M_{l+1}, M_l)
-            if self._relu:  # derivs[l-1] = relu(h^l): zero where it is zero (h^l <= 0)
-                d = torch.matmul(d, w).masked_fill_(derivs[l - 1] == 0, 0.0)
-            else:
-                d = torch.matmul(d, w).mul_(derivs[l - 1])
-            derivs[l - 1] = d  # drop the reference to phi'(h^l)
-            if beta is None:
-                if monitor is not None:
-                    monitor.norms(d)
-            else:
-                k = row_exponent(d, emax)
-                d.mul_(torch.exp2(-k)[..., None])
-                beta = beta + k
-            on_delta(l, d, beta)
-        derivs.clear()
+        backward(params.layers(), derivs, num_inputs, on_delta, self.activation,
+                 rescale=rescale, monitor=monitor, output_delta=output_delta)
 
     def guarded(self, dtype: torch.dtype, compute: Callable[[RangeMonitor | None], R]) -> R:
         """``compute(monitor)`` on plain values; if anything left the safe range (or was not
-        finite) ``compute(None)`` again in the rescaled domain.
-
-        Plain passes are cheapest; the rescaled ones cost a few extra elementwise operations
-        per layer and are needed only for very deep or very large/small signals.
+        finite) ``compute(None)`` again in the rescaled domain (:func:`ntkscope.engine.guarded`).
         """
-        monitor = RangeMonitor(dtype)
-        out = compute(monitor)
-        return out if monitor.ok() else compute(None)
+        return guarded(dtype, compute)
 
     # -----------------------------------------------------------------------------------------
     def apply(self, params: Params, X: Any) -> Tensor:

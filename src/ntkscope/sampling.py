@@ -30,11 +30,13 @@ Two samplers draw from the same law:
   at initialization.
 
 Overflow: signals of deep chaotic networks grow like ``(sw2/2)^L`` (ReLU). The low-rank sampler
-keeps every layer's ``A`` and ``D`` as ``exp(log_scale) * (normalized matrix)`` per
-initialization and accumulates ``Theta0`` the same way, so it never overflows (ReLU is
-positively homogeneous, ``relu(c h) = c relu(h)``; bounded activations keep their signals
-bounded). Results beyond the float64 range stay available as ``theta_scaled`` and
-``theta_log_scale``; nothing non-finite is ever returned silently.
+runs on the scaled-pass engine of :mod:`ntkscope.engine` (the operator above is
+:class:`ntkscope.engine.LowRankLayer`): if a signal leaves the safe range, every row of ``A``
+and ``D`` is kept as an exact power of two times a normalized row and ``Theta0`` accumulated
+the same way, so it never overflows (ReLU is positively homogeneous, ``relu(c h) = c relu(h)``;
+bounded activations keep their signals bounded). Results beyond the float64 range stay
+available as ``theta_scaled`` and ``theta_log_scale``; nothing non-finite is ever returned
+silently.
 
 Reproducibility: initialization ``i`` with seed ``s`` draws its Gaussians from its own generator
 seeded by ``numpy.random.SeedSequence([s, i])`` (:func:`ntkscope.networks.network_seed`, as
@@ -55,7 +57,8 @@ import numpy as np
 import torch
 
 from ntkscope.activations import Activation
-from ntkscope.networks import MLP, NtkscopeRangeError, check_device, check_dtype, network_seed
+from ntkscope.engine import fold_log_scale, lowrank_draw, lowrank_noise_size, unscale_log
+from ntkscope.networks import MLP, NtkscopeRangeError, check_device, check_dtype
 from ntkscope.progress import Progress
 from ntkscope.threads import torch_threads
 from ntkscope.validation import (
@@ -113,12 +116,12 @@ class NTKSamples:
     @property
     def theta(self) -> np.ndarray:
         """``Theta0`` itself; raises :class:`NtkscopeRangeError` beyond the float64 range."""
-        return _unscale(self.theta_scaled, self.theta_log_scale, "theta")
+        return unscale_log(self.theta_scaled, self.theta_log_scale, "theta")
 
     @property
     def f(self) -> np.ndarray:
         """``f0(X)`` itself, ``(N, S)``; raises :class:`NtkscopeRangeError` beyond float64."""
-        return _unscale(self.f_scaled, self.f_log_scale, "f")
+        return unscale_log(self.f_scaled, self.f_log_scale, "f")
 
     def theta_diag_scaled(self) -> np.ndarray:
         """``(N, S)`` diagonal ``Theta0(x_s, x_s)`` in units of ``exp(theta_log_scale)``."""
@@ -129,19 +132,6 @@ class NTKSamples:
     def log_theta_diag(self) -> np.ndarray:
         """``(N, S)`` array of ``log Theta0(x_s, x_s)`` (always finite: ``Theta0(x,x) >= 1``)."""
         return np.log(self.theta_diag_scaled()) + self.theta_log_scale[:, None]
-
-
-def _unscale(scaled: np.ndarray, log_scale: np.ndarray, name: str) -> np.ndarray:
-    if not np.any(log_scale):
-        return scaled
-    shape = (-1,) + (1,) * (scaled.ndim - 1)
-    with np.errstate(over="ignore", under="ignore"):
-        out = scaled * np.exp(log_scale).reshape(shape)
-    if not np.all(np.isfinite(out)):
-        raise NtkscopeRangeError(
-            f"{name}: values exceed the float64 range; use {name}_scaled and {name}_log_scale"
-        )
-    return out
 
 
 @dataclass
@@ -335,7 +325,7 @@ def sample_ntk(
     elif threads is not None:
         threads = positive_int("threads", threads)
     Xt = torch.as_tensor(Xa, dtype=setup.dtype, device=setup.device)
-    draw = _lowrank_draw if method == "lowrank" else _dense_draw
+    draw = lowrank_draw if method == "lowrank" else _dense_draw
 
     parts: list[tuple[torch.Tensor, ...]] = []
     with torch_threads(threads), Progress(
@@ -348,22 +338,9 @@ def sample_ntk(
             parts.append(tuple(t.detach().to("cpu", torch.float64) for t in (th, th_log, f, f_log)))
             bar.update(n=n)
     th, th_log, f, f_log = (torch.cat(p).numpy() for p in zip(*parts, strict=True))
-    th, th_log = _fold(th, th_log)
-    f, f_log = _fold(f, f_log)
+    th, th_log = fold_log_scale(th, th_log)
+    f, f_log = fold_log_scale(f, f_log)
     return NTKSamples(th, th_log, f, f_log, method, seed, start, diagonal)
-
-
-def _fold(scaled: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Multiply the scales in when every value stays finite and nothing non-zero flushes."""
-    if not np.any(log_scale):
-        return scaled, log_scale
-    if np.max(log_scale) < 700.0 and np.min(log_scale) > -700.0:
-        shape = (-1,) + (1,) * (scaled.ndim - 1)
-        with np.errstate(over="ignore"):
-            out = scaled * np.exp(log_scale).reshape(shape)
-        if np.all(np.isfinite(out)):
-            return out, np.zeros_like(log_scale)
-    return scaled, log_scale
 
 
 def _bytes_per_init(method: str, layer_widths: tuple[int, ...], S: int, dtype: torch.dtype) -> int:
@@ -373,186 +350,8 @@ def _bytes_per_init(method: str, layer_widths: tuple[int, ...], S: int, dtype: t
         # weights, their gradients/Jacobian rows and activations (a generous factor of 4)
         pairs = zip(fan_in, dims, strict=True)
         return 4 * item * sum((mi + 1) * mo + S * (mi + mo) for mi, mo in pairs)
-    return 2 * item * (_lowrank_noise_size(layer_widths, S) + sum(
+    return 2 * item * (lowrank_noise_size(layer_widths, S) + sum(
         mi * S * 2 + S * mi + S * S for mi in fan_in))
-
-
-# --------------------------------------------------------------------------------------------
-# Per-initialization random numbers
-
-
-def _noise(seed: int, first: int, count: int, size: int, setup: _Setup) -> torch.Tensor:
-    """``(count, size)`` standard normals; row ``j`` from init ``first + j``'s own generator."""
-    out = torch.empty((count, size), dtype=setup.dtype, device=setup.device)
-    for j in range(count):
-        gen = torch.Generator(device=setup.device)
-        gen.manual_seed(network_seed(seed, first + j))
-        out[j] = torch.randn(size, generator=gen, dtype=setup.dtype, device=setup.device)
-    return out
-
-
-def _lowrank_noise_size(layer_widths: tuple[int, ...], S: int) -> int:
-    """Gaussians one initialization consumes, in the order :func:`_lowrank_draw` takes them.
-
-    Forward, ``l = 1..L+1``: ``G_l`` (``M_l x min(S, M_{l-1})``) and ``b_l`` (``M_l``).
-    Backward, ``l = L+1..2``: ``Z_l`` (``M_{l-1} x min(S, M_l)``).
-    """
-    fan_in, dims = layer_widths[:-1], layer_widths[1:]
-    fwd = sum(mo * min(S, mi) + mo for mi, mo in zip(fan_in, dims, strict=True))
-    bwd = sum(mi * min(S, mo) for mi, mo in zip(fan_in[1:], dims[1:], strict=True))
-    return fwd + bwd
-
-
-class _Cursor:
-    """Hands out consecutive blocks of a ``(B, size)`` noise tensor, reshaped and scaled."""
-
-    def __init__(self, noise: torch.Tensor) -> None:
-        self.noise = noise
-        self.pos = 0
-
-    def take(self, shape: tuple[int, ...], std: float) -> torch.Tensor:
-        n = math.prod(shape)
-        block = self.noise[:, self.pos : self.pos + n]
-        self.pos += n
-        return block.reshape(self.noise.shape[0], *shape) * std
-
-
-# --------------------------------------------------------------------------------------------
-# The low-rank sampler
-
-
-def _orth(At: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``At = Q R`` for a batch ``(B, M, S)``: ``Q`` (``B, M, r``) orthonormal, ``r = min(M, S)``.
-
-    The span of ``Q`` contains the column span of ``At`` also when ``At`` is rank deficient.
-    """
-    if At.shape[-1] == 1:
-        norm = torch.linalg.vector_norm(At, dim=1, keepdim=True)  # (B, 1, 1)
-        unit = torch.zeros_like(At)
-        unit[:, 0, 0] = 1.0
-        Q = torch.where(norm > 0, At / torch.where(norm > 0, norm, 1.0), unit)
-        return Q, norm
-    Q, R = torch.linalg.qr(At, mode="reduced")
-    return Q, R
-
-
-def _normalize(T: torch.Tensor, log_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Divide each batch entry of ``T`` (``B, S, M``) by its largest row norm; track the log."""
-    c = torch.linalg.vector_norm(T, dim=-1).amax(dim=-1)
-    c = torch.where(c > 0, c, torch.ones_like(c))
-    return T / c[:, None, None], log_scale + torch.log(c.to(torch.float64))
-
-
-def _factor(log_value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``exp(log_value)`` (float64, ``(B,)``) shaped ``(B, 1, 1)`` in ``like``'s dtype."""
-    return torch.exp(log_value).to(like.dtype)[:, None, None]
-
-
-def _lowrank_draw(
-    setup: _Setup, X: torch.Tensor, seed: int, first: int, count: int, diagonal: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Low-rank draw of ``Theta0`` (``B, S, S``; ``B, S`` if ``diagonal``), ``f0`` (``B, S``)
-    and their log-scales.
-
-    State per layer, for every initialization: ``A_l = exp(a) At_l`` and ``D_l = exp(d) Dt_l``
-    with the largest row of ``At_l``, ``Dt_l`` of norm 1. Forward through ``W^l``::
-
-        h^l = exp(a) (G_l R_{l-1})^T + b_l = exp(s) [exp(a - s) (G_l R)^T + exp(-s) b_l],
-        s = max(a, log max|b_l|)    (both terms <= O(1): no overflow, no total underflow)
-
-    Backward: ``D_{l-1} = (Q G^T Dt^T + P Z B)^T o phi'(h^{l-1})`` with ``B^T B = Dt Dt^T``
-    from ``Dt^T = Q_D B``. ``Theta0`` accumulates ``exp(2d)(Dt Dt^T) o (exp(2a) At At^T + 1)``
-    with a running log-scale (a log-sum-exp).
-    """
-    net = setup.net
-    act, sw2, sb2, widths = net.activation, net.sigma_w2, net.sigma_b2, net.layer_widths
-    S = X.shape[0]
-    fan_in, dims = widths[:-1], widths[1:]
-    n_layers = len(dims)  # L + 1
-    cur = _Cursor(_noise(seed, first, count, _lowrank_noise_size(widths, S), setup))
-    homogeneous = net.homogeneous  # phi(c h) = c phi(h), c > 0 (ReLU)
-    f64 = dict(dtype=torch.float64, device=X.device)
-
-    # Layer-0 inputs are shared by the chunk.
-    x_scale = torch.linalg.vector_norm(X, dim=1).amax()
-    x_scale = torch.where(x_scale > 0, x_scale, torch.ones_like(x_scale))
-    Q, R = _orth((X / x_scale).T.unsqueeze(0))
-    Q, R = Q.expand(count, -1, -1), R.expand(count, -1, -1)
-    a = torch.full((count,), float(torch.log(x_scale.to(torch.float64))), **f64)
-
-    Qs: list[torch.Tensor] = []  # Q_l, l = 1..L (bases of the hidden layers' outputs)
-    dphis: list[torch.Tensor] = []  # phi'(h^l), l = 1..L
-    Gs: list[torch.Tensor] = []  # G_l, l = 1..L+1
-    grams: list[torch.Tensor] = []  # At_{l-1} At_{l-1}^T, l = 1..L+1
-    a_in: list[torch.Tensor] = []  # a_{l-1}
-    for layer in range(n_layers):
-        m_in, m_out = fan_in[layer], dims[layer]
-        G = cur.take((m_out, Q.shape[-1]), math.sqrt(sw2 / m_in))
-        b = cur.take((m_out,), math.sqrt(sb2))
-        Gs.append(G)
-        grams.append(R.transpose(1, 2) @ R)
-        a_in.append(a)
-        pre = torch.einsum("brs,bmr->bsm", R, G)  # (W A^T)^T / exp(a), (B, S, M_out)
-        bmax = b.abs().amax(dim=-1).to(torch.float64)
-        s = torch.maximum(a, torch.log(bmax))
-        h = pre * _factor(a - s, pre) + b[:, None, :] * _factor(-s, pre)
-        if layer == n_layers - 1:
-            f_scaled, f_log = h[..., 0], s
-            break
-        if homogeneous:
-            x, dphi, a = act.torch_fn(h), act.torch_deriv(h), s
-        else:
-            h = h * _factor(s, h)
-            _check_finite(h, "pre-activations", layer + 1)
-            x, dphi, a = act.torch_fn(h), act.torch_deriv(h), torch.zeros_like(s)
-        x, a = _normalize(x, a)
-        Q, R = _orth(x.transpose(1, 2))
-        Qs.append(Q)
-        dphis.append(dphi)
-
-    D = torch.ones((count, S, 1), dtype=X.dtype, device=X.device)
-    d = torch.zeros((count,), **f64)
-    acc: torch.Tensor | None = None
-    t = torch.zeros((count,), **f64)
-    for layer in range(n_layers - 1, -1, -1):  # weight layer l = layer + 1
-        m = torch.clamp(2.0 * a_in[layer], min=0.0)
-        inner = (D @ D.transpose(1, 2)) * (
-            grams[layer] * _factor(2.0 * a_in[layer] - m, D) + _factor(-m, D)
-        )
-        c = 2.0 * d + m
-        if acc is None:
-            acc, t = inner, c
-        else:
-            t_new = torch.maximum(t, c)
-            acc = acc * _factor(t - t_new, acc) + inner * _factor(c - t_new, acc)
-            t = t_new
-        if layer == 0:
-            break
-        # D_{l-1} = (D_l W^l) o phi'(h^{l-1}), W^l : M_{l-1} -> M_l, W^T D^T = Q G^T D^T + P Z B
-        Q, G = Qs[layer - 1], Gs[layer]
-        _, Bf = _orth(D.transpose(1, 2))  # (B, k, S), Bf^T Bf = D D^T
-        Z = cur.take((fan_in[layer], Bf.shape[1]), math.sqrt(sw2 / fan_in[layer]))
-        U = Z @ Bf  # (B, M_{l-1}, S)
-        GD = torch.einsum("bmr,bsm->brs", G, D)  # G^T D^T
-        Y = U + Q @ (GD - Q.transpose(1, 2) @ U)
-        D, d = _normalize(Y.transpose(1, 2) * dphis[layer - 1], d)
-    assert acc is not None and cur.pos == cur.noise.shape[1]
-    peak = torch.diagonal(acc, dim1=1, dim2=2).amax(dim=-1)
-    acc = acc / peak[:, None, None]
-    t = t + torch.log(peak.to(torch.float64))
-    _check_finite(acc, "Theta0", n_layers)
-    _check_finite(f_scaled, "f0", n_layers)
-    if diagonal:
-        acc = torch.diagonal(acc, dim1=1, dim2=2)
-    return acc, t, f_scaled, f_log
-
-
-def _check_finite(t: torch.Tensor, what: str, layer: int) -> None:
-    if not bool(torch.isfinite(t).all()):
-        raise NtkscopeRangeError(
-            f"{what} became non-finite at layer {layer} (values beyond the range of "
-            f"{t.dtype}); use float64, the lowrank method or a smaller depth"
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,9 +367,7 @@ def _dense_draw(
     net = setup.net
     params = net.init(batch=count, seed=seed, dtype=setup.dtype, device=setup.device, start=first)
     f = net.apply(params, X)
-    theta = empirical_ntk(net, params, X, diagonal=diagonal)
-    _check_finite(theta, "Theta0 (dense sampler)", net.depth + 1)
-    _check_finite(f, "f0 (dense sampler)", net.depth + 1)
+    theta = empirical_ntk(net, params, X, diagonal=diagonal)  # both checked for finiteness
     zeros = torch.zeros((count,), dtype=torch.float64, device=X.device)
     return theta, zeros, f, zeros
 
