@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.axis import Axis
+from matplotlib.transforms import Bbox
 
 import ntkscope.report as report
 from ntkscope.check import CheckResult
@@ -95,24 +97,26 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[CheckResult, Path
 # 1. Tick labels (matplotlib, no browser)
 
 
-def _labels(fig: plt.Figure, axis: object) -> list[tuple[str, object]]:
-    """``(text, window extent)`` of the axis' visible, non-empty major tick labels."""
+def _labels(fig: plt.Figure, axis: Axis) -> list[tuple[str, Bbox]]:
+    """``(text, window extent)`` of the axis' visible, non-empty tick labels, major and minor
+    (the report's R plot had labelled minor ticks that overlapped)."""
     with np.errstate(over="ignore", under="ignore"):  # as report._png does
         fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    lo, hi = sorted(axis.get_view_interval())  # type: ignore[attr-defined]
-    return [(t.get_text(), t.get_window_extent(renderer))
-            for tick, t in zip(axis.get_major_ticks(), axis.get_majorticklabels())  # type: ignore[attr-defined]
+    lo, hi = sorted(axis.get_view_interval())
+    ticks = [*axis.get_major_ticks(), *axis.get_minor_ticks()]
+    labels = [*axis.get_majorticklabels(), *axis.get_minorticklabels()]
+    return [(t.get_text(), t.get_window_extent(renderer)) for tick, t in zip(ticks, labels)
             if t.get_visible() and t.get_text() and lo <= tick.get_loc() <= hi]
 
 
-def _assert_readable(fig: plt.Figure, axis: object, what: str) -> list[str]:
+def _assert_readable(fig: plt.Figure, axis: Axis, what: str) -> list[str]:
     labels = _labels(fig, axis)
     texts = [t for t, _ in labels]
     assert len(labels) >= 2, f"{what}: fewer than two tick labels: {texts}"
     assert len(set(texts)) == len(texts), f"{what}: repeated tick labels: {texts}"
     touching = [(a, b) for (a, ea), (b, eb) in itertools.combinations(labels, 2)
-                if ea.overlaps(eb)]  # type: ignore[attr-defined]
+                if ea.overlaps(eb)]
     assert not touching, f"{what}: overlapping tick labels {touching} of {texts}"
     return texts
 
@@ -200,7 +204,9 @@ def test_phase_diagram_axes(checked: tuple[CheckResult, Path]) -> None:
 # 2. The page in a real headless browser
 
 
-def _browser() -> str:
+@pytest.fixture(scope="module")
+def browser() -> str:
+    """The headless browser's path; skips (before the report is made) where there is none."""
     for name in BROWSERS:
         found = shutil.which(name)
         if found:
@@ -209,10 +215,10 @@ def _browser() -> str:
                 "(Debian: apt-get install chromium; .ci/run installs it)")
 
 
-def _run_browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_browser(browser: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """One headless run with a fresh profile (no state shared between runs)."""
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    cmd = [_browser(), *FLAGS, f"--user-data-dir={profile}", *args]
+    cmd = [browser, *FLAGS, f"--user-data-dir={profile}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
 
 
@@ -225,13 +231,13 @@ def _png_size(b64: str) -> tuple[int, int]:
     return width, height
 
 
-def _probe(page: Path, tmp_path: Path) -> dict[str, object]:
+def _probe(browser: str, page: Path, tmp_path: Path) -> dict[str, object]:
     """Load a probed copy of ``page`` in the browser; the probe's record of it."""
     probed = tmp_path / f"probed-{page.name}"
     text = page.read_text(encoding="utf-8")
     assert text.count("</body>") == 1
     probed.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    done = _run_browser(tmp_path, "--dump-dom", probed.as_uri())
+    done = _run_browser(browser, tmp_path, "--dump-dom", probed.as_uri())
     found = PROBE_OUT.search(done.stdout)
     assert done.returncode == 0 and found, (
         f"browser exit {done.returncode}, no probe output; stderr: {done.stderr[-2000:]}")
@@ -260,16 +266,18 @@ def _broken_images(page: Path, state: dict[str, object]) -> list[str]:
     return bad
 
 
-def test_report_loads_in_browser(checked: tuple[CheckResult, Path], tmp_path: Path) -> None:
+def test_report_loads_in_browser(browser: str, checked: tuple[CheckResult, Path],
+                                 tmp_path: Path) -> None:
     page = checked[1]
-    state = _probe(page, tmp_path)
+    state = _probe(browser, page, tmp_path)
     assert state["ready"] == "complete"
     assert str(state["title"]).startswith("ntkscope check: relu")
     assert len(state["images"]) == 3  # type: ignore[arg-type]  # phase diagram, R, training
     assert _broken_images(page, state) == []
 
 
-def test_broken_image_is_detected(checked: tuple[CheckResult, Path], tmp_path: Path) -> None:
+def test_broken_image_is_detected(browser: str, checked: tuple[CheckResult, Path],
+                                  tmp_path: Path) -> None:
     """The check can fail: the second figure's PNG cut short, the third's bytes garbage."""
     text = checked[1].read_text(encoding="utf-8")
     payloads = IMG.findall(text)
@@ -278,16 +286,17 @@ def test_broken_image_is_detected(checked: tuple[CheckResult, Path], tmp_path: P
     broken = tmp_path / "broken.html"
     broken.write_text(text.replace(payloads[1], truncated).replace(payloads[2], garbage),
                       encoding="utf-8")
-    problems = _broken_images(broken, _probe(broken, tmp_path))
+    problems = _broken_images(broken, _probe(browser, broken, tmp_path))
     assert [p.split(":")[0] for p in problems] == ["image 1", "image 2", "image 2"], problems
 
 
-def test_report_screenshot(checked: tuple[CheckResult, Path], tmp_path: Path) -> None:
+def test_report_screenshot(browser: str, checked: tuple[CheckResult, Path],
+                           tmp_path: Path) -> None:
     """A screenshot of the page is a non-blank PNG of the window's size."""
     from PIL import Image  # matplotlib's own dependency
 
     shot = tmp_path / "report.png"
-    done = _run_browser(tmp_path, "--window-size=1000,3200", f"--screenshot={shot}",
+    done = _run_browser(browser, tmp_path, "--window-size=1000,3200", f"--screenshot={shot}",
                         checked[1].as_uri())
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     with Image.open(shot) as im:

@@ -61,7 +61,7 @@ class _LogTicks(Locator):
     ``1 <= s < 2``, the values ``{1, 2, 5} x 10^k``; otherwise powers of ten with round
     exponents, at most ``n`` of them (``n = _MOST_TICKS``; 1e-300 .. 1e300 gets 10^-200, 10^0,
     10^200). Any tick closer than ``s / (2 n)`` decades to the one kept below it is dropped,
-    so neighbouring labels are at least ``1/(2n)`` of the axis apart (several label heights
+    so neighbouring labels are at least ``1/(2n)`` of the axis apart (more than a label's height
     in the report's figures): they cannot overlap whatever the range. Decided at draw time
     from the view limits, so artists added later are covered too.
     """
