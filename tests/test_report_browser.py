@@ -110,10 +110,10 @@ def _labels(fig: plt.Figure, axis: Axis) -> list[tuple[str, Bbox]]:
             if t.get_visible() and t.get_text() and lo <= tick.get_loc() <= hi]
 
 
-def _assert_readable(fig: plt.Figure, axis: Axis, what: str) -> list[str]:
+def _assert_readable(fig: plt.Figure, axis: Axis, what: str, least: int = 2) -> list[str]:
     labels = _labels(fig, axis)
     texts = [t for t, _ in labels]
-    assert len(labels) >= 2, f"{what}: fewer than two tick labels: {texts}"
+    assert len(labels) >= least, f"{what}: fewer than {least} tick labels: {texts}"
     assert len(set(texts)) == len(texts), f"{what}: repeated tick labels: {texts}"
     touching = [(a, b) for (a, ea), (b, eb) in itertools.combinations(labels, 2)
                 if ea.overlaps(eb)]
@@ -157,7 +157,8 @@ def test_ratio_plot_any_range(checked: tuple[CheckResult, Path], case: str) -> N
     fig = report._ratio_figure(_with_curve(checked[0], ratios, spread))
     ax = fig.axes[0]
     _assert_readable(fig, ax.yaxis, f"R axis, {case}")
-    _assert_readable(fig, ax.xaxis, f"depth axis, {case}")
+    depths = _assert_readable(fig, ax.xaxis, f"depth axis, {case}", least=1)
+    assert all(t.isdigit() for t in depths), depths  # whole depths only
     lo, hi = ax.get_ylim()
     assert 0 < lo <= min(ratios) and max(ratios) <= hi < np.inf  # every point in view
     plt.close(fig)

@@ -215,7 +215,7 @@ def _ratio_figure(res: CheckResult) -> plt.Figure:
     ax.axhline(t.ratio_random, color=_COLORS[FAIL], ls="--", lw=1,
                label=f"random above {t.ratio_random:g}")
     _log_yaxis(ax)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # depths
     ax.set_xlabel("depth $L$")
     ax.set_ylabel("$R = E[\\Theta_0^2]/E[\\Theta_0]^2$")
     ax.set_title("NTK randomness at initialization (low-rank sampler)", fontsize=10)
