@@ -35,16 +35,15 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--virtual-time-budget=10000")
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]*)"')
-# Appended to a copy of the report: after the load event, record in the DOM each image's
-# state: loaded (complete, natural size), decodable (img.decode()), and painted to its last
-# row (a PNG cut short still reports its header's size, but its missing rows stay
-# transparent; the report's figures are opaque).
+# Appended to a copy of the report: in the load event (all images fetched by then), record in
+# the DOM each image's state: loaded (complete, natural size) and painted down to its last row
+# (drawImage decodes it synchronously; a PNG cut short still reports its header's size, but
+# its missing rows stay transparent, and the report's figures are opaque). Synchronous, so the
+# record is in the DOM before --dump-dom writes it.
 PROBE = """<script>
-async function probe(im) {
-  let decoded = true;
-  try { await im.decode(); } catch (e) { decoded = false; }
+function probe(im) {
   let lastRow = 0;
-  if (im.naturalWidth > 0 && im.naturalHeight > 0) {
+  if (im.complete && im.naturalWidth > 0 && im.naturalHeight > 0) {
     const c = document.createElement("canvas");
     c.width = im.naturalWidth; c.height = im.naturalHeight;
     const g = c.getContext("2d");
@@ -55,14 +54,13 @@ async function probe(im) {
     lastRow = opaque / c.width;
   }
   return {complete: im.complete, width: im.naturalWidth, height: im.naturalHeight,
-          decoded: decoded, lastRow: lastRow};
+          lastRow: lastRow};
 }
-window.addEventListener("load", async () => {
-  const images = await Promise.all(Array.from(document.images, probe));
+window.addEventListener("load", () => {
   const out = document.createElement("pre");
   out.id = "ntkscope-probe";
   out.textContent = JSON.stringify({ready: document.readyState, title: document.title,
-                                    images: images});
+                                    images: Array.from(document.images, probe)});
   document.body.appendChild(out);
 });
 </script>"""
@@ -241,7 +239,8 @@ def _probe(browser: str, page: Path, tmp_path: Path) -> dict[str, object]:
     done = _run_browser(browser, tmp_path, "--dump-dom", probed.as_uri())
     found = PROBE_OUT.search(done.stdout)
     assert done.returncode == 0 and found, (
-        f"browser exit {done.returncode}, no probe output; stderr: {done.stderr[-2000:]}")
+        f"browser exit {done.returncode}, no probe output; stdout ends {done.stdout[-500:]!r}; "
+        f"stderr ends {done.stderr[-2000:]!r}")
     return json.loads(found.group(1))  # type: ignore[no-any-return]
 
 
@@ -259,9 +258,9 @@ def _broken_images(page: Path, state: dict[str, object]) -> list[str]:
         except ValueError as exc:  # not even a PNG
             size = (-1, -1)
             bad.append(f"image {i}: not a PNG ({exc})")
-        if (not img["complete"] or not img["decoded"] or img["lastRow"] != 1.0
+        if (not img["complete"] or img["lastRow"] != 1.0
                 or (img["width"], img["height"]) != size):
-            bad.append(f"image {i}: complete={img['complete']}, decoded={img['decoded']}, "
+            bad.append(f"image {i}: complete={img['complete']}, decoded to "
                        f"{img['width']}x{img['height']} (PNG {size[0]}x{size[1]}), last row "
                        f"{100 * float(img['lastRow']):.0f}% painted")
     return bad
