@@ -19,11 +19,13 @@ import html
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import Formatter, Locator, LogLocator, MaxNLocator, NullFormatter
 
 from ntkscope.check import BORDERLINE, FAIL, NO, PASS, YES, CheckResult, kappa_cut
 from ntkscope.io import atomic_open, check_output_file
@@ -41,9 +43,132 @@ _DEPTH_POINTS = 50
 def _png(fig: plt.Figure) -> str:
     """The figure as a base64 PNG (closes it)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    with np.errstate(over="ignore", under="ignore"):  # autoscaling near 1e±308 (_LogTicks)
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_MOST_TICKS = 6  # labels on a log axis, at most
+_PLAIN = (1e-3, 1e5)  # |v| in this range is labelled as a plain number, else as m x 10^k
+
+
+class _LogTicks(Locator):
+    """Major ticks of a log axis that stay readable for any positive range.
+
+    With ``s = log10(vmax/vmin)`` decades in view: ``s < 1``, round linear steps
+    (:class:`~matplotlib.ticker.MaxNLocator`, steps 1, 2, 2.5, 5 x 10^k, at most ``n`` ticks);
+    ``1 <= s < 2``, the values ``{1, 2, 5} x 10^k``; otherwise powers of ten with round
+    exponents, at most ``n`` of them (``n = _MOST_TICKS``; 1e-300 .. 1e300 gets 10^-200, 10^0,
+    10^200). Any tick closer than ``s / (2 n)`` decades to the one kept below it is dropped,
+    so neighbouring labels are at least ``1/(2n)`` of the axis apart (more than a label's height
+    in the report's figures): they cannot overlap whatever the range. Decided at draw time
+    from the view limits, so artists added later are covered too.
+    """
+
+    def __init__(self, most: int = _MOST_TICKS) -> None:
+        self.most = most
+
+    def __call__(self) -> np.ndarray:
+        vmin, vmax = self.axis.get_view_interval()
+        return self.tick_values(vmin, vmax)
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        lo, hi = sorted((float(vmin), float(vmax)))
+        if not (lo > 0.0 and math.isfinite(hi) and hi > lo):
+            return np.array([])
+        span = math.log10(hi) - math.log10(lo)
+        if span < 1.0:
+            ticks = self._round(lo, hi, integer=False)
+        elif span < 2.0:
+            ticks = LogLocator(10.0, subs=(1.0, 2.0, 5.0)).tick_values(lo, hi)
+        else:
+            exponents = self._round(math.log10(lo), math.log10(hi), integer=True)
+            ticks = 10.0 ** exponents[(exponents >= -307) & (exponents <= 308)]
+        ticks = ticks[(ticks >= lo * (1 - 1e-12)) & (ticks <= hi * (1 + 1e-12))]
+        kept: list[float] = []
+        for t in ticks:
+            if not kept or math.log10(t) - math.log10(kept[-1]) >= span / (2 * self.most):
+                kept.append(float(t))
+        return np.array(kept)
+
+    def _round(self, lo: float, hi: float, integer: bool) -> np.ndarray:
+        """The most round values (1, 2, 2.5, 5 x 10^k steps) in ``[lo, hi]``, at most
+        ``self.most`` of them."""
+        for bins in range(self.most + 2, 0, -1):
+            ticks = MaxNLocator(bins, integer=integer, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+            ticks = ticks[(ticks >= lo - 1e-12 * abs(lo)) & (ticks <= hi + 1e-12 * abs(hi))]
+            if len(ticks) <= self.most:
+                return ticks
+        return ticks
+
+    def _log(self) -> LogLocator:
+        loc = LogLocator()
+        loc.set_axis(self.axis)
+        return loc
+
+    def nonsingular(self, vmin: float, vmax: float) -> tuple[float, float]:
+        return self._log().nonsingular(vmin, vmax)
+
+    def view_limits(self, vmin: float, vmax: float) -> tuple[float, float]:
+        """matplotlib's limits, kept inside the positive floats: its margin of 5% of the
+        decades in view overflows to ``inf`` (or ``0``) for data near 1e308 (or 1e-308)."""
+        tiny, big = float(np.finfo(float).tiny), float(np.finfo(float).max)
+        lo, hi = (float(np.clip(np.nan_to_num(v, nan=tiny, posinf=big), tiny, big))
+                  for v in sorted((vmin, vmax)))
+        return self._log().view_limits(lo, hi)
+
+
+class _LogLabels(Formatter):
+    """Labels for :class:`_LogTicks`: the fewest decimals that show every tick exactly.
+
+    Plain numbers (``1.005``, ``200``) when every tick in view has ``1e-3 <= v < 1e5``, else
+    all ticks as ``m x 10^k`` in mathtext (``10^{300}``, ``2.5 x 10^{-7}``, ``10^0``); distinct
+    ticks get distinct labels.
+    """
+
+    @staticmethod
+    def _parts(v: float, sci: bool) -> tuple[float, int | None]:
+        """``(v, None)`` when shown plain, else ``v``'s decimal mantissa and exponent."""
+        if not sci:
+            return v, None
+        mantissa, exponent = f"{v:.14e}".split("e")  # exact where 10.0 ** k is not
+        return float(mantissa), int(exponent)
+
+    @classmethod
+    def _text(cls, v: float, decimals: int, sci: bool) -> str:
+        m, k = cls._parts(v, sci)
+        digits = f"{m:.{decimals}f}"
+        if decimals:
+            digits = digits.rstrip("0").rstrip(".")
+        if k is None:
+            return digits
+        return f"$10^{{{k}}}$" if digits == "1" else f"${digits}\\times10^{{{k}}}$"
+
+    def format_ticks(self, values: Sequence[float]) -> list[str]:
+        ok = [float(v) for v in values if math.isfinite(v) and v > 0]
+        sci = any(not _PLAIN[0] <= v < _PLAIN[1] for v in ok)
+        mantissas = [self._parts(v, sci)[0] for v in ok]
+        decimals = max((next((d for d in range(16) if abs(round(m, d) - m) <= 1e-9 * m), 15)
+                        for m in mantissas), default=0)  # each tick to 1e-9 relative
+        while decimals < 15 and len({self._text(v, decimals, sci) for v in ok}) < len(set(ok)):
+            decimals += 1  # distinct ticks, distinct labels
+        return [self._text(float(v), decimals, sci) if math.isfinite(v) and v > 0 else ""
+                for v in values]
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return self.format_ticks([x])[0]
+
+
+def _log_yaxis(ax: Axes) -> None:
+    """Log scale on ``ax``'s y axis with :class:`_LogTicks` / :class:`_LogLabels` (no labels
+    on the minor ticks: they overlapped on the report's ``R`` plot)."""
+    with np.errstate(over="ignore", under="ignore"):  # see _LogTicks.view_limits
+        ax.set_yscale("log")  # autoscales at once, with matplotlib's LogLocator
+    ax.yaxis.set_major_locator(_LogTicks())
+    ax.yaxis.set_major_formatter(_LogLabels())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.autoscale(axis="y")  # again, at draw time, with _LogTicks' limits
 
 
 def phase_diagram(res: CheckResult) -> plt.Figure:
@@ -89,9 +214,8 @@ def _ratio_figure(res: CheckResult) -> plt.Figure:
                label=f"deterministic below {t.ratio_deterministic:g}")
     ax.axhline(t.ratio_random, color=_COLORS[FAIL], ls="--", lw=1,
                label=f"random above {t.ratio_random:g}")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    _log_yaxis(ax)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # depths
     ax.set_xlabel("depth $L$")
     ax.set_ylabel("$R = E[\\Theta_0^2]/E[\\Theta_0]^2$")
     ax.set_title("NTK randomness at initialization (low-rank sampler)", fontsize=10)
@@ -105,7 +229,7 @@ def _training_figure(res: CheckResult) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     good = np.isfinite(tr.losses) & (tr.losses > 0)
     ax.plot(tr.loss_steps[good], tr.losses[good], color="C0", lw=1.3, label="training loss")
-    ax.set_yscale("log")
+    _log_yaxis(ax)
     ax.set_xlabel("gradient descent step")
     ax.set_ylabel("loss", color="C0")
     ax2 = ax.twinx()

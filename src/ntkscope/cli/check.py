@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check",
         help="is this network in the NTK regime? theory, NTK randomness, NTK change, verdict",
         description="Checks both statements of NTK theory for one network: the NTK is nearly "
-        "deterministic at initialization (R = E[Theta0^2]/E[Theta0]^2 with a 95%% bootstrap "
+        "deterministic at initialization (R = E[Theta0^2]/E[Theta0]^2 with a 95% bootstrap "
         "interval, exact low-rank sampler) and stays nearly constant in training (relative "
         "change |Theta_t - Theta_0|_F/|Theta_0|_F after a short full-batch gradient descent "
         "run), next to the mean-field phase, chi1, the EOC and kappa1/kappa2, and gives the "

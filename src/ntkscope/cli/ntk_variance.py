@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ntk-variance",
         help="NTK randomness at initialization: E[Theta0^2]/E[Theta0]^2 with a bootstrap CI",
         description="Sample Theta0(x, x) over independent initializations (input with q0 = 1) "
-        "and report R = E[Theta0(x,x)^2] / E[Theta0(x,x)]^2 with a 95%% bootstrap interval, "
+        "and report R = E[Theta0(x,x)^2] / E[Theta0(x,x)]^2 with a 95% bootstrap interval, "
         "the sample mean and std, the mean-field E Theta0(x,x) and, for ReLU, Hanin & Nica's "
         "exp(5 L/M). The default low-rank sampler is exact and O(M) per layer.",
     )

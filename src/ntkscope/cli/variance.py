@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Theorem 5.3: Var f_inf(x) ~= (1 + A^2/S)(qbar - qbar_sr) + (A-1)^2 qbar_sr, "
         "A = S / (kappa1/kappa2 + S - 1), from mean-field theory averaged over the inputs' "
         "covariances; with --monte-carlo N, the variance of eq. 10 over N initializations on "
-        "held-out inputs (95%% bootstrap interval). condition_number is the median over the "
+        "held-out inputs (95% bootstrap interval). condition_number is the median over the "
         "sampled Theta0(X) with --monte-carlo, else that of the expected NTK E Theta0(X).",
     )
     add_network_args(p)
