@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ntkscope import NetworkSpec
 from ntkscope.check import THRESHOLDS, Evidence, check_network, judge
 from ntkscope.cli.main import main
 
@@ -147,7 +148,7 @@ def test_json_equals_direct_calls(capsys: pytest.CaptureFixture[str]) -> None:
     mf = propagate(act, sw2, sb2, L, M, input_dim=784, q0=1.0, c0=float(np.mean(c0)),
                    keep_layers=False)
     assert d["kappa_ratio"] == pytest.approx(float(mf.kappa1 / mf.kappa2), rel=1e-12)
-    var = ntk_variance(act, sw2, sb2, L, M, inits=300, input_dim=784, seed=seed)
+    var = ntk_variance(NetworkSpec(act, sw2, sb2, L, M, 784), inits=300, seed=seed)
     assert d["ratio"] == var.ratio and d["ratio_ci"] == list(var.ratio_ci)
     tr = train(MLP(784, M, L, act, sw2, sb2), data.X, data.y, batch=1, seed=seed,
                lr_scale=0.5, max_steps=50, snapshots=(10,), threads=1).results[0]

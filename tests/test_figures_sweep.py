@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ntkscope import NetworkSpec
 from ntkscope.cli.main import main
 from ntkscope.experiments import ntk_variance_figures as nvf
 from ntkscope.sampling import ntk_variance
@@ -42,7 +43,7 @@ def test_figures_write_png_csv_and_reuse_cells(tiny_presets: None, tmp_path: Pat
     # The stored numbers are those of a direct call with the same seed.
     r = rows[(rows["activation"] == "relu") & (rows["sigma_w2"] == 3.0) & (rows["depth"] == 3)
              & (rows["width"] == 12)][0]
-    direct = ntk_variance("relu", 3.0, 1.0, 3, 12, inits=8, input_dim=784, seed=0)
+    direct = ntk_variance(NetworkSpec("relu", 3.0, 1.0, 3, 12, 784), inits=8, seed=0)
     assert r["ratio"] == pytest.approx(direct.ratio, rel=1e-9)
     with Store(store) as st:
         n_cells = len(st)

@@ -14,17 +14,11 @@ import pytest
 import scipy.stats
 import torch
 
-from ntkscope import NtkscopeInputError
+from ntkscope import NetworkSpec, NtkscopeInputError
 from ntkscope.datasets import gaussian_sphere, load_inputs
 from ntkscope.networks import NtkscopeRangeError
-from ntkscope.sampling import (
-    NTKSamples,
-    hanin_nica,
-    ntk_variance,
-    ratio_bootstrap_ci,
-    sample_ntk,
-    second_moment_ratio,
-)
+from ntkscope.sampling import NTKSamples, hanin_nica, ntk_variance, sample_ntk
+from ntkscope.statistics import ratio_bootstrap_ci, second_moment_ratio, tail_ess
 from ntkscope.theory import propagate
 
 # (activation, sw2, sb2): one ordered and one chaotic initialization per activation.
@@ -63,8 +57,8 @@ def _z(a: np.ndarray, b: np.ndarray) -> float:
 def test_lowrank_and_dense_same_law(activation: str, sw2: float, sb2: float) -> None:
     X = _inputs()
     N, L, M = 1500, 4, 8
-    low = sample_ntk(activation, sw2, sb2, L, M, X, N, seed=1, method="lowrank")
-    dense = sample_ntk(activation, sw2, sb2, L, M, X, N, seed=2, method="dense")
+    low = sample_ntk(NetworkSpec(activation, sw2, sb2, L, M), X, N, seed=1, method="lowrank")
+    dense = sample_ntk(NetworkSpec(activation, sw2, sb2, L, M), X, N, seed=2, method="dense")
     tl, td = low.theta, dense.theta
     assert tl.shape == td.shape == (N, 3, 3)
     assert np.allclose(tl, tl.transpose(0, 2, 1))
@@ -79,8 +73,9 @@ def test_lowrank_and_dense_same_law(activation: str, sw2: float, sb2: float) -> 
 def test_same_law_more_inputs_than_units(activation: str) -> None:
     """S = 4 inputs > M0 = 3 and a hidden width 2 < S: rank-deficient bases and factors."""
     X = gaussian_sphere(4, 3, seed=2)
-    low = sample_ntk(activation, 2.0, 0.2, 3, [5, 2, 6], X, 1500, seed=1)
-    dense = sample_ntk(activation, 2.0, 0.2, 3, [5, 2, 6], X, 1500, seed=2, method="dense")
+    net = NetworkSpec(activation, 2.0, 0.2, 3, [5, 2, 6])
+    low = sample_ntk(net, X, 1500, seed=1)
+    dense = sample_ntk(net, X, 1500, seed=2, method="dense")
     for i, j in ((0, 0), (3, 3)):
         assert _ks(low.theta[:, i, j], dense.theta[:, i, j]) > KS_P
     assert abs(_z(low.theta[:, 1, 2], dense.theta[:, 1, 2])) < Z_MAX
@@ -91,8 +86,8 @@ def test_same_law_more_inputs_than_units(activation: str) -> None:
 def test_ks_has_power() -> None:
     """A sampler with sw2 off by 15% (or without the backward term) is rejected."""
     X = _inputs()
-    dense = sample_ntk("tanh", 3.0, 0.1, 4, 8, X, 1500, seed=2, method="dense")
-    wrong = sample_ntk("tanh", 3.45, 0.1, 4, 8, X, 1500, seed=1, method="lowrank")
+    dense = sample_ntk(NetworkSpec("tanh", 3.0, 0.1, 4, 8), X, 1500, seed=2, method="dense")
+    wrong = sample_ntk(NetworkSpec("tanh", 3.45, 0.1, 4, 8), X, 1500, seed=1, method="lowrank")
     assert _ks(wrong.theta[:, 0, 0], dense.theta[:, 0, 0]) < KS_P
 
 
@@ -100,7 +95,7 @@ def test_lowrank_equals_dense_when_deterministic() -> None:
     """With sw2 -> 0 only the biases matter: both samplers give the same exact kernel."""
     X = _inputs()
     for method in ("lowrank", "dense"):
-        s = sample_ntk("relu", 1e-30, 1.0, 2, 5, X, 3, method=method)
+        s = sample_ntk(NetworkSpec("relu", 1e-30, 1.0, 2, 5), X, 3, method=method)
         # Theta = sum_l |delta^l|^2 (...) with delta^l ~ 0 below the readout: only the readout
         # layer contributes, Theta(x, x') = <x^L(x), x^L(x')> + 1 = |relu(b^L)|^2 + 1.
         assert np.allclose(s.theta - s.theta[:, :1, :1], 0.0, atol=1e-12)
@@ -123,7 +118,7 @@ def test_mean_matches_theory(activation: str, sw2: float, sb2: float, L: int, M:
     below a standard error at M = 64 with 4000 draws.
     """
     X = np.ones((1, 10))
-    s = sample_ntk(activation, sw2, sb2, L, M, X, 4000, seed=3, diagonal=True)
+    s = sample_ntk(NetworkSpec(activation, sw2, sb2, L, M), X, 4000, seed=3, diagonal=True)
     th = s.theta[:, 0]
     expected = float(propagate(activation, sw2, sb2, L, width=M, input_dim=10).ntk_mean_diag)
     se = th.std(ddof=1) / math.sqrt(th.size)
@@ -131,7 +126,7 @@ def test_mean_matches_theory(activation: str, sw2: float, sb2: float, L: int, M:
 
 
 def test_ntk_variance_result() -> None:
-    r = ntk_variance("relu", 2.0, 0.0, 4, 16, inits=300, input_dim=20, seed=5)
+    r = ntk_variance(NetworkSpec("relu", 2.0, 0.0, 4, 16, 20), inits=300, seed=5)
     d = r.to_dict()
     assert list(d) == ["ratio", "ratio_ci", "mean", "std", "theory_mean", "inits", "method",
                        "seconds", "hanin_nica"]
@@ -143,7 +138,7 @@ def test_ntk_variance_result() -> None:
     assert r.mean == pytest.approx(r.theta.mean()) and r.std == pytest.approx(r.theta.std(ddof=1))
     assert r.theory_mean == pytest.approx(
         float(propagate("relu", 2.0, 0.0, 4, width=16, input_dim=20).ntk_mean_diag))
-    t = ntk_variance("tanh", 2.0, 0.1, 3, 16, inits=50, input_dim=20).to_dict()
+    t = ntk_variance(NetworkSpec("tanh", 2.0, 0.1, 3, 16, 20), inits=50).to_dict()
     assert "hanin_nica" not in t
     assert "theta" in r.to_dict(samples=True)
 
@@ -155,7 +150,7 @@ def test_ntk_variance_result() -> None:
 @pytest.mark.parametrize("method", ["lowrank", "dense"])
 def test_reproducible_under_chunking(method: str) -> None:
     X = _inputs(2, 4)
-    args = ("tanh", 2.0, 0.3, 3, 6, X)
+    args = (NetworkSpec("tanh", 2.0, 0.3, 3, 6), X)
     whole = sample_ntk(*args, 7, seed=5, method=method)
     chunked = sample_ntk(*args, 7, seed=5, method=method, chunk=3)
     tail = sample_ntk(*args, 3, seed=5, method=method, start=4)
@@ -171,7 +166,8 @@ def test_reproducible_under_chunking(method: str) -> None:
 def test_deep_chaotic_relu_does_not_overflow(dtype: torch.dtype) -> None:
     """ReLU sw2 = 4, depth 200: Theta0 ~ 2^200 M (beyond float32) stays finite and right."""
     X = np.ones((1, 16))
-    s = sample_ntk("relu", 4.0, 0.0, 200, 32, X, 64, seed=0, dtype=dtype, diagonal=True)
+    s = sample_ntk(NetworkSpec("relu", 4.0, 0.0, 200, 32), X, 64, seed=0, dtype=dtype,
+                   diagonal=True)
     th = s.theta
     assert np.all(np.isfinite(th)) and np.all(th > 0)
     log_theory = math.log(float(
@@ -182,18 +178,18 @@ def test_deep_chaotic_relu_does_not_overflow(dtype: torch.dtype) -> None:
 
 
 def test_beyond_float64_keeps_log_scale() -> None:
-    s = sample_ntk("relu", 4.0, 0.0, 1200, 32, np.ones((1, 8)), 4, diagonal=True)
+    s = sample_ntk(NetworkSpec("relu", 4.0, 0.0, 1200, 32), np.ones((1, 8)), 4, diagonal=True)
     log_theta = s.log_theta_diag()[:, 0]
     assert np.all(np.isfinite(log_theta)) and np.all(log_theta > 700)  # ~ 1200 log 2
     with pytest.raises(NtkscopeRangeError):
         _ = s.theta
     with pytest.raises(NtkscopeInputError, match="float64"):
-        ntk_variance("relu", 4.0, 0.0, 1200, 32, inits=4, input_dim=8)
+        ntk_variance(NetworkSpec("relu", 4.0, 0.0, 1200, 32, 8), inits=4)
 
 
 def test_dense_overflow_is_an_error_not_inf() -> None:
     with pytest.raises(NtkscopeRangeError):
-        sample_ntk("relu", 4.0, 0.0, 1500, 64, np.ones((1, 4)), 2, method="dense")
+        sample_ntk(NetworkSpec("relu", 4.0, 0.0, 1500, 64), np.ones((1, 4)), 2, method="dense")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +216,8 @@ def test_bootstrap_ci_seeded_and_ordered() -> None:
 def test_bootstrap_ci_covers() -> None:
     """95% BCa intervals from 200 replicates of 1000 draws cover the pooled R ~95% of the time."""
     reps, n = 200, 1000
-    s = sample_ntk("relu", 2.0, 0.1, 3, 10, np.ones((1, 8)), reps * n, seed=9, diagonal=True)
+    s = sample_ntk(NetworkSpec("relu", 2.0, 0.1, 3, 10), np.ones((1, 8)), reps * n, seed=9,
+                   diagonal=True)
     theta = s.theta[:, 0].reshape(reps, n)
     truth = second_moment_ratio(theta.ravel())  # standard error ~ 1/14 of a replicate's
     covered = sum(lo <= truth <= hi for lo, hi in
@@ -265,17 +262,20 @@ def test_hanin_nica() -> None:
 def test_sample_ntk_bad_input(kwargs: dict, match: str) -> None:
     base = dict(activation="relu", sigma_w2=2.0, sigma_b2=0.0, depth=3, width=4,
                 X=np.ones((2, 3)), inits=4)
+    kw = {**base, **kwargs}
+    net_keys = ("activation", "sigma_w2", "sigma_b2", "depth", "width")
     with pytest.raises(NtkscopeInputError, match=match):
-        sample_ntk(**{**base, **kwargs})
+        net = NetworkSpec(*(kw.pop(k) for k in net_keys))  # the network is validated here
+        sample_ntk(net, **kw)
 
 
 def test_ntk_variance_bad_input() -> None:
     with pytest.raises(NtkscopeInputError, match="inits"):
-        ntk_variance("relu", 2.0, 0.0, 3, 4, inits=1)
+        ntk_variance(NetworkSpec("relu", 2.0, 0.0, 3, 4), inits=1)
     with pytest.raises(NtkscopeInputError, match="method"):
-        ntk_variance("relu", 2.0, 0.0, 3, 4, inits=10, method="exact")
+        ntk_variance(NetworkSpec("relu", 2.0, 0.0, 3, 4), inits=10, method="exact")
     with pytest.raises(NtkscopeInputError, match="input_dim"):
-        ntk_variance("relu", 2.0, 0.0, 3, 4, inits=10, input_dim=0)
+        ntk_variance(NetworkSpec("relu", 2.0, 0.0, 3, 4, input_dim=0), inits=10)
     with pytest.raises(NtkscopeInputError, match="samples"):
         ratio_bootstrap_ci(np.array([1.0]))
     with pytest.raises(NtkscopeInputError, match="confidence"):
@@ -285,11 +285,11 @@ def test_ntk_variance_bad_input() -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_unavailable_is_input_error() -> None:
     with pytest.raises(NtkscopeInputError, match="CUDA"):
-        sample_ntk("relu", 2.0, 0.0, 2, 4, np.ones((1, 3)), 2, device="cuda")
+        sample_ntk(NetworkSpec("relu", 2.0, 0.0, 2, 4), np.ones((1, 3)), 2, device="cuda")
 
 
 def test_samples_container() -> None:
-    s = sample_ntk("erf", 2.0, 0.1, 2, 5, _inputs(2, 4), 3)
+    s = sample_ntk(NetworkSpec("erf", 2.0, 0.1, 2, 5), _inputs(2, 4), 3)
     assert isinstance(s, NTKSamples) and s.inits == 3
     assert s.theta.shape == (3, 2, 2) and s.f.shape == (3, 2)
     assert np.allclose(np.exp(s.log_theta_diag()), np.diagonal(s.theta, axis1=1, axis2=2))
