@@ -7,18 +7,26 @@ that is only slightly wrong.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import torch
 
 from ntkscope import NetworkSpec, NtkscopeInputError
 from ntkscope.datasets import gaussian_sphere, load_inputs
+from ntkscope.defaults import MIN_ESS
 from ntkscope.networks import NtkscopeRangeError
 from ntkscope.sampling import NTKSamples, hanin_nica, ntk_variance, sample_ntk
-from ntkscope.statistics import ratio_bootstrap_ci, second_moment_ratio, tail_ess
+from ntkscope.statistics import (
+    ratio_bootstrap_ci,
+    ratio_is_lower_bound,
+    second_moment_ratio,
+    tail_ess,
+)
 from ntkscope.theory import propagate
 
 # (activation, sw2, sb2): one ordered and one chaotic initialization per activation.
@@ -80,6 +88,67 @@ def test_same_law_more_inputs_than_units(activation: str) -> None:
         assert _ks(low.theta[:, i, j], dense.theta[:, i, j]) > KS_P
     assert abs(_z(low.theta[:, 1, 2], dense.theta[:, 1, 2])) < Z_MAX
     assert _ks(low.f[:, 2], dense.f[:, 2]) > KS_P
+
+
+def _ratio_se(t: np.ndarray) -> tuple[float, float]:
+    """``R = mean(t^2)/mean(t)^2`` and its delta-method standard error: the influence function
+    ``psi(t) = t^2/m1^2 - 2 m2 t/m1^3`` gives ``se = std(psi)/sqrt(N)`` (valid when the ESS of
+    the ``t^2`` weights is large, which the callers assert first)."""
+    m1, m2 = t.mean(), np.mean(t * t)
+    psi = t * t / m1**2 - 2.0 * m2 * t / m1**3
+    return float(m2 / m1**2), float(psi.std(ddof=1) / math.sqrt(t.size))
+
+
+# (activation, sw2, sb2, widths, S, M0): S = 3 inputs below the widths; S = 5 inputs above
+# M0 = 3 and the hidden width 4 (rank-deficient bases Q and factors B of the low-rank sampler).
+LAW_CASES = [
+    ("relu", 1.5, 0.2, (8, 8, 8), 3, 6),
+    ("tanh", 2.5, 0.1, (8, 8, 8), 3, 6),
+    ("erf", 1.2, 0.3, (8, 8, 8), 3, 6),
+    ("tanh", 2.0, 0.2, (6, 4, 6), 5, 3),
+    ("relu", 1.2, 0.2, (6, 4, 6), 5, 3),
+]
+
+
+@pytest.mark.parametrize(("activation", "sw2", "sb2", "widths", "S", "m0"), LAW_CASES)
+def test_lowrank_equals_dense_law(activation: str, sw2: float, sb2: float,
+                                  widths: tuple[int, ...], S: int, m0: int) -> None:
+    """The low-rank sampler and dense weights + empirical NTK draw the same law of
+    ``(Theta0(X), f0(X))``, within statistical error (independent seeds, 4000 draws each):
+
+    * every mean ``E Theta0(x_i, x_j)`` and ``E f0(x_i)^2`` agree within 4.5 standard errors
+      of the difference (two-sample z), and each ``mean f0(x_i)`` is within 4.5 standard
+      errors of ``E f0 = 0``;
+    * ``R`` of each diagonal ``Theta0(x_i, x_i)`` agrees within 4.5 delta-method standard
+      errors wherever both samples have ESS >= MIN_ESS (where that error estimate is valid;
+      at least one diagonal per case, all of them in the S < M cases);
+    * ``f0(x_i)`` and ``Theta0(x_0, x_0)`` pass a two-sample KS test at ``p > 1e-3``.
+
+    With 5 cases x ~25 statistics a correct sampler fails one of these with probability
+    ~1e-3; ``test_ks_has_power`` shows such tests reject a sampler with ``sw2`` 15% off.
+    """
+    X = gaussian_sphere(S, m0, seed=2)
+    net = NetworkSpec(activation, sw2, sb2, len(widths), list(widths))
+    N = 4000
+    low = sample_ntk(net, X, N, seed=11, method="lowrank")
+    dense = sample_ntk(net, X, N, seed=12, method="dense")
+    tl, td, fl, fd = low.theta, dense.theta, low.f, dense.f
+    assert tl.shape == td.shape == (N, S, S) and fl.shape == fd.shape == (N, S)
+    compared = 0
+    for i in range(S):
+        for j in range(i, S):
+            assert abs(_z(tl[:, i, j], td[:, i, j])) < Z_MAX, (i, j)
+        a, b = tl[:, i, i], td[:, i, i]
+        if min(tail_ess(a), tail_ess(b)) >= MIN_ESS:
+            (ra, sa), (rb, sb) = _ratio_se(a), _ratio_se(b)
+            assert abs(ra - rb) < Z_MAX * math.hypot(sa, sb), (i, ra, rb)
+            compared += 1
+        assert abs(_z(fl[:, i] ** 2, fd[:, i] ** 2)) < Z_MAX
+        for f in (fl[:, i], fd[:, i]):
+            assert abs(f.mean()) < Z_MAX * f.std() / math.sqrt(N)
+        assert _ks(fl[:, i], fd[:, i]) > KS_P
+    assert _ks(tl[:, 0, 0], td[:, 0, 0]) > KS_P
+    assert compared == S if S < min(widths) else compared >= 1
 
 
 @pytest.mark.slow
@@ -226,6 +295,103 @@ def test_bootstrap_ci_covers() -> None:
     # a moment ratio of right-skewed draws undercover somewhat (BCa measured ~0.92 here, the
     # plain percentile interval ~0.90 and only ~0.75 for n = 200), hence the lower bound 0.85.
     assert 0.85 * reps <= covered <= 0.995 * reps
+
+
+def test_tail_ess_is_the_formula() -> None:
+    """ESS = (sum t^2)^2 / sum t^4: N for equal draws, ~1 when one draw dominates."""
+    t = np.random.default_rng(3).lognormal(0.0, 1.0, 5000)
+    assert tail_ess(t) == pytest.approx(np.sum(t**2) ** 2 / np.sum(t**4), rel=1e-12)
+    assert tail_ess(np.full(7, 3.0)) == pytest.approx(7.0)
+    assert tail_ess(np.array([1.0, 1e-3, 1e-3])) == pytest.approx(1.0, abs=1e-5)
+    assert 1.0 <= tail_ess(t) <= t.size
+    # lognormal log-variance s^2: E[t^2]^2/E[t^4] = exp(-4 s^2), so ESS/N ~ exp(-4) = 0.018
+    assert 0.005 < tail_ess(t) / t.size < 0.05
+    with pytest.raises(NtkscopeInputError, match="samples"):
+        tail_ess(np.array([1.0, np.inf]))
+    with pytest.raises(NtkscopeInputError, match="samples"):
+        tail_ess(np.zeros(3))
+
+
+def test_tail_ess_is_scale_free() -> None:
+    """Computed from t / max t: the same for any unit, and from log-values beyond float64."""
+    t = np.random.default_rng(4).lognormal(0.0, 0.7, 1000)
+    ess = tail_ess(t)
+    for c in (1e-300, 1e-150, 1e150, 1e300):
+        assert tail_ess(c * t) == pytest.approx(ess, rel=1e-12)
+    log_t = np.log(t) + 5000.0  # Theta0 ~ e^5000: only its logarithm is representable
+    direct = math.exp(2 * scipy.special.logsumexp(2 * log_t) - scipy.special.logsumexp(4 * log_t))
+    assert tail_ess(np.exp(log_t - log_t.max())) == pytest.approx(direct, rel=1e-10)
+    assert direct == pytest.approx(ess, rel=1e-10)
+
+
+def test_ratio_is_lower_bound_threshold() -> None:
+    assert MIN_ESS == 100.0  # docs/ntk-variance.md, "Heavy tails": the measured table
+    assert ratio_is_lower_bound(MIN_ESS - 1e-9) and not ratio_is_lower_bound(MIN_ESS)
+    assert ratio_is_lower_bound(5.0, min_ess=10.0) and not ratio_is_lower_bound(5.0, min_ess=5.0)
+
+
+def test_ntk_variance_lower_bound_switch() -> None:
+    """A heavy tail (ReLU (2, 0), L/M = 2, the example of issue 11) gives R >= x, no interval;
+    a light one (L/M = 0.05) an interval. Both report the ESS."""
+    heavy = ntk_variance(NetworkSpec("relu", 2.0, 0.0, 20, 10), inits=1000, seed=0)
+    assert heavy.ess == pytest.approx(tail_ess(heavy.theta), rel=1e-9)
+    assert heavy.ess < 10 and heavy.ratio_is_lower_bound and heavy.ratio_ci is None
+    d = heavy.to_dict()
+    assert d["ratio_ci"] is None and d["ratio_is_lower_bound"] is True and d["ess"] == heavy.ess
+    assert json.loads(json.dumps(d))["ratio_ci"] is None
+    assert heavy.ratio == pytest.approx(second_moment_ratio(heavy.theta))
+    (key, text), *_ = heavy.rows()
+    assert key.startswith("R = ") and text.startswith(f"R >= {heavy.ratio:.4g} (lower bound: heavy "
+                                                     "tail, ESS ") and text.endswith("of 1,000)")
+    assert not any("bootstrap CI" in k for k, _ in heavy.rows())
+    light = ntk_variance(NetworkSpec("relu", 2.0, 0.0, 1, 20), inits=1000, seed=0)
+    assert light.ess >= MIN_ESS and not light.ratio_is_lower_bound
+    assert light.ratio_ci is not None and light.ratio_ci[0] < light.ratio < light.ratio_ci[1]
+    assert light.to_dict()["ratio_is_lower_bound"] is False
+    assert any("bootstrap CI" in k for k, _ in light.rows())
+    assert light.title() == ("NTK variance at initialization: relu, sw2=2, sb2=0, L=1, M=20, "
+                             "M0=784")
+    # the threshold is a parameter; the same draws give the same R either way
+    forced = ntk_variance(NetworkSpec("relu", 2.0, 0.0, 1, 20), inits=1000, min_ess=1e4)
+    assert forced.ratio_is_lower_bound and forced.ratio == light.ratio and forced.ess == light.ess
+
+
+def test_ntk_variance_target_ess_equals_one_big_draw() -> None:
+    """Drawing in batches until the ESS target equals one draw of the final size, same seed."""
+    net = NetworkSpec("relu", 2.0, 0.0, 5, 10, 30)
+    grown = ntk_variance(net, inits=100, seed=3, target_ess=150, max_inits=50_000)
+    assert grown.inits > 100 and grown.ess >= 150 and not grown.ratio_is_lower_bound
+    once = ntk_variance(net, inits=grown.inits, seed=3)
+    assert np.array_equal(grown.theta, once.theta) and np.array_equal(grown.f, once.f)
+    assert (grown.ratio, grown.ratio_ci, grown.ess, grown.mean, grown.std) == (
+        once.ratio, once.ratio_ci, once.ess, once.mean, once.std)
+    # the budget is spent when the target is out of reach: exactly max_inits draws
+    capped = ntk_variance(NetworkSpec("relu", 2.0, 0.0, 20, 10, 30), inits=50, seed=1,
+                          target_ess=400, max_inits=700)
+    assert capped.inits == 700 and capped.ess < 400 and capped.ratio_is_lower_bound
+    plain = ntk_variance(NetworkSpec("relu", 2.0, 0.0, 20, 10, 30), inits=700, seed=1)
+    assert np.array_equal(capped.theta, plain.theta) and capped.ratio == plain.ratio
+    # a target already met draws nothing more
+    met = ntk_variance(net, inits=200, seed=3, target_ess=1.0)
+    assert met.inits == 200
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"target_ess": 0}, "target_ess"),
+    ({"target_ess": -5.0}, "target_ess"),
+    ({"target_ess": math.nan}, "target_ess"),
+    ({"target_ess": "many"}, "target_ess"),
+    ({"target_ess": [10.0, 20.0]}, "target_ess"),
+    ({"max_inits": 100}, "max_inits"),  # a budget without a target
+    ({"target_ess": 10, "max_inits": 5}, "max_inits"),  # below inits
+    ({"target_ess": 10, "max_inits": 2.5}, "max_inits"),
+    ({"target_ess": 500, "max_inits": 400}, "target_ess"),  # ESS <= draws: unreachable
+    ({"min_ess": 0}, "min_ess"),
+    ({"min_ess": math.inf}, "min_ess"),
+])
+def test_ntk_variance_adaptive_bad_input(kwargs: dict, match: str) -> None:
+    with pytest.raises(NtkscopeInputError, match=match):
+        ntk_variance(NetworkSpec("relu", 2.0, 0.0, 2, 4, 3), inits=10, **kwargs)
 
 
 def test_hanin_nica() -> None:
