@@ -38,65 +38,73 @@ def _pool(depth: int, pool: int) -> np.ndarray:
     return np.exp(log_t - log_t.max())
 
 
+def measure(pool: int) -> tuple[np.ndarray, dict[int, tuple[float, float]]]:
+    """Replicates ``(depth, N, R, ESS, low, high, reference)`` and per depth the pool's
+    ``(R, ESS)``."""
+    reps, pools = [], {}
+    for depth in DEPTHS:
+        t0 = time.perf_counter()
+        x = _pool(depth, pool)
+        s1, s2 = np.sum(x), np.sum(x * x)
+        pools[depth] = (pool * s2 / s1**2, tail_ess(x))
+        for n, most in REPLICATES.items():
+            for b in range(min(most, pool // n)):
+                t = x[b * n:(b + 1) * n]
+                ref = (pool - n) * (s2 - np.sum(t * t)) / (s1 - np.sum(t)) ** 2
+                lo, hi = ratio_bootstrap_ci(t, seed=b)
+                reps.append((depth, n, float(np.mean(t * t) / np.mean(t) ** 2), tail_ess(t),
+                             lo, hi, ref))
+        print(f"L = {depth}: pool R = {pools[depth][0]:.4g}, pool ESS = {pools[depth][1]:,.0f} "
+              f"of {pool:,} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return np.array(reps), pools
+
+
+def report(reps: np.ndarray, pools: dict[int, tuple[float, float]]) -> None:
+    """The two Markdown tables of docs/ntk-variance.md."""
+    print("\n| L/M | N | median ESS | median R [10%, 90% of replicates] | median 95% BCa "
+          f"| coverage | upper end < ref. | ESS < {MIN_ESS:g} | reference R (its ESS) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for depth in DEPTHS:
+        for n in REPLICATES:
+            a = reps[(reps[:, 0] == depth) & (reps[:, 1] == n)]
+            if len(a) < 2:
+                continue
+            cover = np.mean((a[:, 4] <= a[:, 6]) & (a[:, 6] <= a[:, 5]))
+            below = np.mean(a[:, 5] < a[:, 6])
+            r10, r50, r90 = np.quantile(a[:, 2], [0.1, 0.5, 0.9])
+            pr, pe = pools[depth]
+            print(f"| {depth / M:g} | {n:,} ({len(a)}x) | {np.median(a[:, 3]):,.0f} | "
+                  f"{r50:.3g} [{r10:.3g}, {r90:.3g}] | [{np.median(a[:, 4]):.3g}, "
+                  f"{np.median(a[:, 5]):.3g}] | {cover:.0%} | {below:.0%} | "
+                  f"{np.mean(a[:, 3] < MIN_ESS):.0%} | {pr:.4g} ({pe:,.0f}) |")
+    accurate = np.array([pools[int(d)][1] >= 1000 for d in reps[:, 0]])
+    print("\nBy the replicate's ESS (depths whose reference has ESS >= 1000):")
+    print("| ESS of the replicate | replicates | coverage | upper end < ref. | median R / ref. |")
+    print("|---|---|---|---|---|")
+    for lo_b, hi_b in zip(ESS_BINS[:-1], ESS_BINS[1:]):
+        s = reps[(reps[:, 3] >= lo_b) & (reps[:, 3] < hi_b) & accurate]
+        if not len(s):
+            continue
+        cover = np.mean((s[:, 4] <= s[:, 6]) & (s[:, 6] <= s[:, 5]))
+        print(f"| [{lo_b:g}, {hi_b:g}) | {len(s)} | {cover:.0%} | {np.mean(s[:, 5] < s[:, 6]):.0%} "
+              f"| {np.median(s[:, 2] / s[:, 6]):.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pool", type=int, default=1_000_000, help="draws per depth (1e6)")
+    p.add_argument("--save", metavar="NPZ", help="also store the replicates here")
+    p.add_argument("--load", metavar="NPZ", help="tabulate stored replicates (no sampling)")
     args = p.parse_args()
-    rows, reps = [], []
-    for depth in DEPTHS:
-        t0 = time.perf_counter()
-        x = _pool(depth, args.pool)
-        s1, s2 = np.sum(x), np.sum(x * x)
-        pool_ratio = args.pool * s2 / s1**2
-        pool_ess = tail_ess(x)
-        for n, most in REPLICATES.items():
-            k = min(most, args.pool // n)
-            if k < 2:
-                continue
-            out = []
-            for b in range(k):
-                t = x[b * n:(b + 1) * n]
-                m = args.pool - n
-                ref = m * (s2 - np.sum(t * t)) / (s1 - np.sum(t)) ** 2
-                lo, hi = ratio_bootstrap_ci(t, seed=b)
-                r = float(np.mean(t * t) / np.mean(t) ** 2)
-                e = tail_ess(t)
-                out.append((r, e, lo, hi, ref))
-                reps.append((depth, n, r, e, lo, hi, ref))
-            a = np.array(out)
-            cover = np.mean((a[:, 2] <= a[:, 4]) & (a[:, 4] <= a[:, 3]))
-            below = np.mean(a[:, 3] < a[:, 4])
-            flagged = np.mean(a[:, 1] < MIN_ESS)
-            rows.append((depth / M, n, k, np.median(a[:, 1]), np.median(a[:, 0]),
-                         np.quantile(a[:, 0], 0.1), np.quantile(a[:, 0], 0.9),
-                         np.median(a[:, 2]), np.median(a[:, 3]), cover, below, flagged,
-                         pool_ratio, pool_ess))
-        print(f"L = {depth}: pool R = {pool_ratio:.4g}, pool ESS = {pool_ess:.0f} of "
-              f"{args.pool} ({time.perf_counter() - t0:.0f} s)", flush=True)
-
-    print("\n| L/M | N | replicates | median ESS | median R [10%, 90%] | median 95% BCa "
-          "| coverage | upper end below ref. | flagged (ESS < %g) | reference R (pool ESS) |"
-          % MIN_ESS)
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for (lm, n, k, ess, r, r10, r90, lo, hi, cov, below, flag, pr, pe) in rows:
-        print(f"| {lm:g} | {n:,} | {k} | {ess:,.0f} | {r:.3g} [{r10:.3g}, {r90:.3g}] | "
-              f"[{lo:.3g}, {hi:.3g}] | {cov:.0%} | {below:.0%} | {flag:.0%} | "
-              f"{pr:.4g} ({pe:,.0f}) |")
-
-    a = np.array([rep[2:] for rep in reps])
-    lm = np.array([rep[0] / M for rep in reps])
-    print("\nCoverage by the replicate's ESS (L/M <= 0.5, where the reference is accurate):")
-    print("| ESS | replicates | coverage | upper end below ref. | median R / ref. |")
-    print("|---|---|---|---|---|")
-    for lo_b, hi_b in zip(ESS_BINS[:-1], ESS_BINS[1:]):
-        sel = (a[:, 1] >= lo_b) & (a[:, 1] < hi_b) & (lm <= 0.5)
-        if not np.any(sel):
-            continue
-        s = a[sel]
-        cover = np.mean((s[:, 2] <= s[:, 4]) & (s[:, 4] <= s[:, 3]))
-        below = np.mean(s[:, 3] < s[:, 4])
-        print(f"| [{lo_b:g}, {hi_b:g}) | {int(sel.sum())} | {cover:.0%} | {below:.0%} | "
-              f"{np.median(s[:, 0] / s[:, 4]):.2f} |")
+    if args.load:
+        z = np.load(args.load)
+        reps, pools = z["reps"], {int(d): (r, e) for d, r, e in z["pools"]}
+    else:
+        reps, pools = measure(args.pool)
+        if args.save:
+            np.savez(args.save, reps=reps,
+                     pools=np.array([(d, *pools[d]) for d in DEPTHS]))
+    report(reps, pools)
 
 
 if __name__ == "__main__":
