@@ -163,8 +163,10 @@ class NTKVarianceResult:
         ess: the tail diagnostic ``(sum t^2)^2 / sum t^4`` of the draws ``t = Theta0(x, x)``
             (:func:`ntkscope.statistics.tail_ess`; ``1 <= ess <= inits``).
         ratio_is_lower_bound: ``ess`` below ``min_ess`` (default
-            :data:`ntkscope.defaults.MIN_ESS`): the heavy tail of ``Theta0`` is not sampled
-            well enough, the draws support only ``R >= ratio`` (``docs/ntk-variance.md``).
+            :data:`ntkscope.defaults.MIN_ESS`) and below half the draws
+            (:func:`ntkscope.statistics.ratio_is_lower_bound`): the heavy tail of ``Theta0``
+            is not sampled well enough, the draws support only ``R >= ratio``
+            (``docs/ntk-variance.md``).
         mean, std: sample mean and standard deviation (``ddof=1``) of ``Theta0(x, x)``.
         theory_mean: ``E Theta0(x,x)`` from mean-field theory at these finite widths
             (:attr:`ntkscope.theory.MeanField.ntk_mean_diag`).
@@ -642,8 +644,9 @@ def ntk_variance(
     ``Theta0(x, x)`` depends on ``x`` only through ``|x|``). ``R``, its bootstrap interval and
     the tail diagnostic ``ess = (sum t^2)^2 / sum t^4`` (:func:`ntkscope.statistics.tail_ess`)
     are computed from ``t = Theta0 / max Theta0`` (all scale-free), so they stay finite for
-    networks whose NTK exceeds float64. Below ``min_ess`` effective draws ``R`` is reported as
-    a lower bound (``ratio_is_lower_bound``, ``ratio_ci = None``; ``docs/ntk-variance.md``).
+    networks whose NTK exceeds float64. Below ``min_ess`` effective draws (and below half the
+    draws) ``R`` is reported as a lower bound (``ratio_is_lower_bound``, ``ratio_ci = None``;
+    :func:`ntkscope.statistics.ratio_is_lower_bound`, ``docs/ntk-variance.md``).
 
     Args:
         net: the network (:class:`ntkscope.NetworkSpec` or :class:`MLP`); ``M0`` is its
@@ -658,7 +661,8 @@ def ntk_variance(
             ``max_inits`` draws; ``None`` draws ``inits`` once.
         max_inits: the budget of ``target_ess`` (default
             :data:`ntkscope.defaults.MAX_INITS`); at least ``inits`` and ``target_ess``.
-        min_ess: the lower-bound threshold (default :data:`ntkscope.defaults.MIN_ESS`).
+        min_ess: the lower-bound threshold (default :data:`ntkscope.defaults.MIN_ESS`;
+            ``1`` always gives an interval).
 
     Returns:
         :class:`NTKVarianceResult` (``theory_mean`` from :func:`ntkscope.theory.propagate`).
@@ -703,7 +707,7 @@ def ntk_variance(
     top = float(np.max(log_theta))
     rel = np.exp(log_theta - top)  # in (0, 1]
     ratio = second_moment_ratio(rel)
-    lower = ratio_is_lower_bound(ess, min_ess)
+    lower = ratio_is_lower_bound(ess, samples.inits, min_ess)
     ci = None if lower else ratio_bootstrap_ci(rel, confidence, resamples, seed)
     try:
         theta, f = samples.theta[:, 0], samples.f[:, 0]

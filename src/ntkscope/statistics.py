@@ -13,7 +13,8 @@ are too low. The diagnostic is the effective sample size of the ``Theta0^2`` wei
     ESS = (sum_i t_i^2)^2 / sum_i t_i^4          (1 <= ESS <= N),
 
 and the rule :func:`ratio_is_lower_bound`: below :data:`ntkscope.defaults.MIN_ESS` effective
-draws ``R`` is reported as a lower bound ``R >= x`` without an interval. The rule and the
+draws (unless at least :data:`ntkscope.defaults.MIN_ESS_FRACTION` of the draws are effective:
+a light tail) ``R`` is reported as a lower bound ``R >= x`` without an interval. The rule and the
 experiment that sets the threshold: ``docs/ntk-variance.md`` (``bench/bench_tail.py``).
 
 The relative standard error of ``mean(t^2)`` is ``sqrt(1/ESS_pop - 1/N)`` with
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ntkscope.defaults import MIN_ESS
+from ntkscope.defaults import MIN_ESS, MIN_ESS_FRACTION
 from ntkscope.validation import NtkscopeInputError, finite_array, positive, positive_int
 
 __all__ = [
@@ -98,15 +99,19 @@ def tail_ess(samples: np.ndarray) -> float:
     return float(np.sum(w) ** 2 / np.sum(w * w))
 
 
-def ratio_is_lower_bound(ess: float, min_ess: float = MIN_ESS) -> bool:
-    """``True`` when ``R`` must be reported as a lower bound: fewer than ``min_ess`` effective
-    draws of ``Theta0^2`` (:func:`tail_ess`; default :data:`ntkscope.defaults.MIN_ESS`).
+def ratio_is_lower_bound(ess: float, inits: int, min_ess: float = MIN_ESS,
+                         min_fraction: float = MIN_ESS_FRACTION) -> bool:
+    """``True`` when ``R`` must be reported as a lower bound: ``ess < min_ess`` effective draws
+    of ``Theta0^2`` (:func:`tail_ess`) out of ``inits``, unless ``ess >= min_fraction * inits``
+    (defaults :data:`ntkscope.defaults.MIN_ESS`, :data:`ntkscope.defaults.MIN_ESS_FRACTION`).
 
-    Below it the sample ``R`` is typically too low and its bootstrap interval too narrow (the
-    measured coverage is in ``docs/ntk-variance.md``); ``R >= estimate`` is what the draws
-    support. More draws raise the ESS (``ntk_variance(..., target_ess=...)``).
+    Below the threshold the sample ``R`` is typically too low and its bootstrap interval too
+    narrow; ``R >= estimate`` is what the draws support (the measured coverage:
+    ``docs/ntk-variance.md``). More draws raise the ESS (``ntk_variance(..., target_ess=)``).
+    A light tail (``ess >= min_fraction * inits``: no draw dominates ``sum t^2``) keeps its
+    interval at any ``inits``.
     """
-    return bool(ess < min_ess)
+    return bool(ess < min_ess and ess < min_fraction * inits)
 
 
 def ratio_bootstrap_ci(
