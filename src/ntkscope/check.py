@@ -168,17 +168,27 @@ def _g(x: float) -> str:
 
 
 def _randomness(e: Evidence, t: Thresholds) -> tuple[str, str]:
-    if e.ratio_is_lower_bound or e.ratio_ci is None:
-        return _randomness_lower_bound(e, t)
-    lo, hi = e.ratio_ci
-    cv = math.sqrt(max(e.ratio - 1.0, 0.0))
-    numbers = f"R = {_g(e.ratio)}, 95% CI [{_g(lo)}, {_g(hi)}], std/mean = {cv:.2f}"
+    bound = e.ratio_is_lower_bound or e.ratio_ci is None
+    if bound:  # R >= ratio only (heavy tail): above ratio_random still random, else unknown
+        ess = ("?" if e.ess is None else format_ess(e.ess, e.inits) if e.inits is not None
+               else f"{e.ess:.3g}")
+        numbers = (f"R >= {_g(e.ratio)} (lower bound: heavy tail, ESS {ess} below "
+                   f"{MIN_ESS:g}, no interval)")
+    else:
+        lo, hi = e.ratio_ci
+        cv = math.sqrt(max(e.ratio - 1.0, 0.0))
+        numbers = f"R = {_g(e.ratio)}, 95% CI [{_g(lo)}, {_g(hi)}], std/mean = {cv:.2f}"
     if e.hanin_nica is not None:
         numbers += f"; Hanin & Nica exp(5L/M) = {_g(e.hanin_nica)} (their sw2=2, sb2=0 law)"
     if e.ratio >= t.ratio_random:
-        return FAIL, (f"randomness: {numbers}; R >= {t.ratio_random:g}: the NTK's standard "
+        return FAIL, (f"randomness: {numbers}; R >= {t.ratio_random:g}"
+                      f"{' even as a lower bound' if bound else ''}: the NTK's standard "
                       "deviation exceeds its mean, Theta0 is random, not its mean-field value "
                       "(paper Sec. 3, Fig. 1 blue zone)")
+    if bound:
+        return INCONCLUSIVE, (f"randomness: {numbers}; the true R may well exceed "
+                              f"{t.ratio_random:g}: inconclusive, rerun with more --inits (the "
+                              "draws do not sample the tail of Theta0; docs/ntk-variance.md)")
     if hi <= t.ratio_deterministic:
         return PASS, (f"randomness: {numbers}; CI upper end <= {t.ratio_deterministic:g}: "
                       "Theta0 is close to deterministic (paper Sec. 3, Fig. 1 black zone)")
@@ -186,23 +196,6 @@ def _randomness(e: Evidence, t: Thresholds) -> tuple[str, str]:
                         f"{t.ratio_random:g}: Theta0 fluctuates by a fraction of its mean, NTK "
                         "theory describes the average network only (paper Sec. 3, EOC and red "
                         "zone)")
-
-
-def _randomness_lower_bound(e: Evidence, t: Thresholds) -> tuple[str, str]:
-    """``R >= ratio`` only (heavy tail): above ``ratio_random`` still random, else unknown."""
-    ess = ("?" if e.ess is None else format_ess(e.ess, e.inits) if e.inits is not None
-           else f"{e.ess:.3g}")
-    numbers = (f"R >= {_g(e.ratio)} (lower bound: heavy tail, ESS {ess} below "
-               f"{MIN_ESS:g}, no interval)")
-    if e.hanin_nica is not None:
-        numbers += f"; Hanin & Nica exp(5L/M) = {_g(e.hanin_nica)} (their sw2=2, sb2=0 law)"
-    if e.ratio >= t.ratio_random:
-        return FAIL, (f"randomness: {numbers}; R >= {t.ratio_random:g} even so: the NTK's "
-                      "standard deviation exceeds its mean, Theta0 is random, not its "
-                      "mean-field value (paper Sec. 3, Fig. 1 blue zone)")
-    return INCONCLUSIVE, (f"randomness: {numbers}; the true R may well exceed "
-                          f"{t.ratio_random:g}: inconclusive, rerun with more --inits (the "
-                          "draws do not sample the tail of Theta0; docs/ntk-variance.md)")
 
 
 def _change(e: Evidence, t: Thresholds) -> tuple[str, str]:
