@@ -252,9 +252,10 @@ def figure2(out: str | Path, preset: str = "quick", options: SweepOptions | None
                            for p in pts])
             for ax, x in ((axes[0, k], depth), (axes[1, k], depth / m)):
                 ax.plot(x, ratio, "-", color=color, lw=1.2)
-                ax.plot(x[~bound], ratio[~bound], "o", color=color, ms=3, label=f"M = {m}")
+                ax.plot(x[~bound], ratio[~bound], "o", color=color, ms=3,
+                        label=f"M = {m}" if (~bound).any() else None)
                 ax.plot(x[bound], ratio[bound], "o", mfc="white", mec=color, ms=4,
-                        label=None if not bound.any() else f"M = {m}, R >= (lower bound)")
+                        label=f"M = {m}, R >= (lower bound)" if bound.any() else None)
                 ax.fill_between(x, lo, hi, where=~bound, color=color, alpha=0.2, lw=0)
         if (sw2, sb2) == (2.0, 0.0):
             r = np.linspace(0.0, 1.0, 100)
