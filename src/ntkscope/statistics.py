@@ -15,7 +15,7 @@ are too low. The diagnostic is the effective sample size of the ``Theta0^2`` wei
 and the rule :func:`ratio_is_lower_bound`: below :data:`ntkscope.defaults.MIN_ESS` effective
 draws (unless at least :data:`ntkscope.defaults.MIN_ESS_FRACTION` of the draws are effective:
 a light tail) ``R`` is reported as a lower bound ``R >= x`` without an interval. The rule and the
-experiment that sets the threshold: ``docs/ntk-variance.md`` (``bench/bench_tail.py``).
+experiment that sets the threshold: ``docs/ntk-variance.md`` (``scripts/ess_threshold.py``).
 
 The relative standard error of ``mean(t^2)`` is ``sqrt(1/ESS_pop - 1/N)`` with
 ``ESS_pop = N E[t^2]^2 / E[t^4]``; the sample ESS estimates ``ESS_pop`` and, for a heavy tail
@@ -91,8 +91,8 @@ def tail_ess(samples: np.ndarray) -> float:
     pass ``exp(log x - max log x)`` for values beyond the float64 range.
 
     ``ESS = N`` for equal draws; ``ESS ~ 1`` when one draw carries ``sum x^2``. Example (ReLU,
-    ``(sw2, sb2) = (2, 0)``, ``M = 10``, low-rank sampler): 25,535 of 100,000 draws at
-    ``L/M = 0.1``, 2 of 1,000 at ``L/M = 2``.
+    ``(sw2, sb2) = (2, 0)``, ``M = 10``, ``M0 = 784``, seed 0, low-rank sampler): 32,132 of
+    100,000 draws at ``L/M = 0.1``, 2.0 of 1,000 at ``L/M = 2``.
     """
     x = _positive_samples(samples)
     w = x * x
