@@ -125,7 +125,8 @@ def test_lowrank_equals_dense_law(activation: str, sw2: float, sb2: float,
     * ``f0(x_i)`` and ``Theta0(x_0, x_0)`` pass a two-sample KS test at ``p > 1e-3``.
 
     With 5 cases x ~25 statistics a correct sampler fails one of these with probability
-    ~1e-3; ``test_ks_has_power`` shows such tests reject a sampler with ``sw2`` 15% off.
+    ~1e-3. Power (measured on the tanh case): dense draws with ``sw2`` 15% off give a largest
+    ``|z|`` of 8.8 on the means of ``Theta0`` (5% off: 4.2); see also ``test_ks_has_power``.
     """
     X = gaussian_sphere(S, m0, seed=2)
     net = NetworkSpec(activation, sw2, sb2, len(widths), list(widths))
