@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ntkscope.experiments.ntk_variance_figures import FIG1, KIND, _heatmap_cells, ntk_variance_cell
+from ntkscope.experiments.ntk_variance_figures import FIG1, KIND, heatmap_cells, ntk_variance_cell
 from ntkscope.store import Store
 from ntkscope.sweep import Cell, run_sweep
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stride", type=int, default=4)
     args = parser.parse_args()
-    configs = _heatmap_cells(FIG1["quick"])[:: args.stride]
+    configs = heatmap_cells(FIG1["quick"])[:: args.stride]
     cells = [Cell(KIND, c) for c in configs]
     print(f"Figure 1 quick grid: {len(cells)} of {len(configs) * args.stride} cells "
           f"(every {args.stride}th), fresh store per executor")

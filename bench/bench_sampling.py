@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from ntkscope import NetworkSpec
 from ntkscope.sampling import ntk_variance, sample_ntk
 
 
@@ -34,7 +35,7 @@ def speed(inits: int, dense_inits: int, width: int, depth: int, input_dim: int) 
     of the two is the reference (on a loaded 2-core machine idle OpenMP workers can slow it).
     """
     x = np.ones((1, input_dim))
-    args = ("relu", 2.0, 0.0, depth, width, x)
+    args = (NetworkSpec("relu", 2.0, 0.0, depth, width), x)
     sample_ntk(*args, 4, method="lowrank", diagonal=True)  # warm-up
     t0 = time.perf_counter()
     low = sample_ntk(*args, inits, method="lowrank", diagonal=True)
@@ -64,17 +65,18 @@ def hanin_nica_table(inits: int, input_dim: int, seed: int) -> list[dict]:
     rows = []
     for width, depths in HN_GRID:
         for depth in depths:
-            res = ntk_variance("relu", 2.0, 0.0, depth, width, inits=inits, input_dim=input_dim,
-                               seed=seed)
+            res = ntk_variance(NetworkSpec("relu", 2.0, 0.0, depth, width, input_dim),
+                               inits=inits, seed=seed)
             beta = depth / width
             rows.append({
                 "M": width, "L": depth, "L/M": beta, "R": res.ratio, "ci": res.ratio_ci,
+                "text": res.ratio_text(),
                 "exp5b": math.exp(5 * beta), "logR/5b": math.log(res.ratio) / (5 * beta),
                 "mean/theory": res.mean / res.theory_mean, "s": res.seconds,
             })
             r = rows[-1]
-            print(f"M={width:4d} L={depth:4d} L/M={beta:5.2f}  R={r['R']:9.4g} "
-                  f"[{r['ci'][0]:.4g}, {r['ci'][1]:.4g}]  exp(5L/M)={r['exp5b']:9.4g}  "
+            print(f"M={width:4d} L={depth:4d} L/M={beta:5.2f}  R={r['text']}  "
+                  f"exp(5L/M)={r['exp5b']:9.4g}  "
                   f"log R/(5L/M)={r['logR/5b']:.3f}  mean/theory={r['mean/theory']:.3f}  "
                   f"({r['s']:.1f}s)", flush=True)
     return rows

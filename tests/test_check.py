@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ntkscope import NetworkSpec
 from ntkscope.check import THRESHOLDS, Evidence, check_network, judge
 from ntkscope.cli.main import main
 
@@ -86,6 +87,45 @@ def test_rules_trainability_and_conditioning() -> None:
     assert "lower bound" not in judge(_evidence(stop_reason="early_stop")).reasons[2]
 
 
+def test_rules_lower_bound_of_r() -> None:
+    """R only a lower bound (heavy tail, no interval): still 'fail' at or above ratio_random,
+    'inconclusive' below it (never 'pass'), and the regime is then at best borderline."""
+    bound = {"ratio_ci": None, "ratio_is_lower_bound": True, "ess": 12.0, "inits": 1000}
+    v = judge(_evidence(ratio=2.0, **bound))
+    assert v.criteria["randomness"] == "fail" and v.ntk_regime == "no"
+    assert "R >= 2 (lower bound: heavy tail, ESS 12 of 1,000" in v.reasons[1]
+    for ratio in (1.0, 1.05, 1.999):
+        v = judge(_evidence(ratio=ratio, **bound))
+        assert v.criteria["randomness"] == "inconclusive" and v.ntk_regime == "borderline"
+        assert "inconclusive" in v.reasons[0] and "inconclusive" in v.reasons[1]
+    v = judge(_evidence(ratio=1.05, ntk_change=0.2, **bound))
+    assert v.reasons[0] == ("borderline: change between the thresholds; randomness "
+                            "inconclusive (R is only a lower bound below 2: heavy tail)")
+    v = judge(_evidence(ratio=1.05, ntk_change=0.5, **bound))
+    assert v.ntk_regime == "no" and v.criteria["change"] == "fail"
+
+
+def test_lower_bound_in_json_table_and_html(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    """A chaotic narrow ReLU: R from 300 draws is a lower bound in the JSON (ratio_ci null,
+    ess, ratio_is_lower_bound, also per depth of r_by_depth), the table and the HTML page."""
+    target = tmp_path / "r.html"
+    code, out, _ = _cli(capsys, "--activation", "relu", "--sigma-w2", "4", "--sigma-b2", "0.1",
+                        "--depth", "12", "--width", "8", *SMALL, "--train-steps", "5",
+                        "--html", str(target), "--json")
+    assert code == 0
+    d = json.loads(out[: out.rindex("}") + 1])
+    assert d["ratio_is_lower_bound"] is True and d["ratio_ci"] is None and d["ess"] < 100
+    assert d["criteria"]["randomness"] in ("fail", "inconclusive")
+    assert any(p["ratio_is_lower_bound"] and p["ratio_ci"] is None for p in d["r_by_depth"])
+    assert all((p["ratio_ci"] is None) == p["ratio_is_lower_bound"] for p in d["r_by_depth"])
+    page = target.read_text(encoding="utf-8")
+    assert "R &gt;= " in page and "lower bound: heavy tail, ESS" in page
+    code, out, _ = _cli(capsys, "--activation", "relu", "--sigma-w2", "4", "--sigma-b2", "0.1",
+                        "--depth", "12", "--width", "8", *SMALL, "--train-steps", "5")
+    assert code == 0 and "none: R is a lower bound" in out and "ESS of Theta0^2" in out
+
+
 # --------------------------------------------------------------------------------------------
 # Real checks
 
@@ -146,7 +186,7 @@ def test_json_equals_direct_calls(capsys: pytest.CaptureFixture[str]) -> None:
     mf = propagate(act, sw2, sb2, L, M, input_dim=784, q0=1.0, c0=float(np.mean(c0)),
                    keep_layers=False)
     assert d["kappa_ratio"] == pytest.approx(float(mf.kappa1 / mf.kappa2), rel=1e-12)
-    var = ntk_variance(act, sw2, sb2, L, M, inits=300, input_dim=784, seed=seed)
+    var = ntk_variance(NetworkSpec(act, sw2, sb2, L, M, 784), inits=300, seed=seed)
     assert d["ratio"] == var.ratio and d["ratio_ci"] == list(var.ratio_ci)
     tr = train(MLP(784, M, L, act, sw2, sb2), data.X, data.y, batch=1, seed=seed,
                rate=LearningRate(lr_scale=0.5), stop=StoppingRule(max_steps=50),

@@ -14,8 +14,10 @@ import torch
 from scipy.special import erf
 
 from ntkscope.cli.main import main
+from ntkscope.defaults import MIN_ESS
 
-VARIANCE_KEYS = ["ratio", "ratio_ci", "mean", "std", "theory_mean", "inits", "method", "seconds"]
+VARIANCE_KEYS = ["ratio", "ratio_ci", "ratio_is_lower_bound", "ess", "mean", "std", "theory_mean",
+                 "inits", "method", "seconds"]
 NET = ["--sigma-w2", "2", "--sigma-b2", "0.1", "--depth", "3", "--width", "8"]
 
 
@@ -36,10 +38,20 @@ def test_ntk_variance_json_relu(capsys: pytest.CaptureFixture[str]) -> None:
     d = json.loads(out)
     assert list(d) == [*VARIANCE_KEYS, "hanin_nica"]
     assert d["inits"] == 200 and d["method"] == "lowrank"
-    low, high = d["ratio_ci"]
-    assert 1.0 <= low <= d["ratio"] <= high
+    # L/M = 3/8 from 200 draws: a heavy tail (ESS ~ 15): R is only a lower bound, no interval
+    assert d["ratio_is_lower_bound"] is True and d["ratio_ci"] is None
+    assert 1.0 <= d["ess"] < MIN_ESS and d["ratio"] >= 1.0
     assert d["hanin_nica"] == pytest.approx(math.exp(5 * 3 / 8))
     assert d["mean"] > 0 and d["std"] > 0 and d["theory_mean"] > 0
+    # --target-ess draws on (same seed, consecutive inits) until the interval is trustworthy
+    code, out, _ = _run(capsys, "ntk-variance", "--activation", "relu", *NET, "--inits", "200",
+                        "--input-dim", "20", "--target-ess", "100", "--max-inits", "100000",
+                        "--json")
+    assert code == 0
+    g = json.loads(out)
+    assert g["inits"] > 200 and g["ess"] >= 100 and g["ratio_is_lower_bound"] is False
+    low, high = g["ratio_ci"]
+    assert 1.0 <= low <= g["ratio"] <= high
 
 
 def test_ntk_variance_json_tanh_dense(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,11 +63,16 @@ def test_ntk_variance_json_tanh_dense(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_ntk_variance_table(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "ntk-variance", "--activation", "erf", *NET, "--inits", "50",
+    code, out, _ = _run(capsys, "ntk-variance", "--activation", "erf", *NET, "--inits", "2000",
                         "--input-dim", "10")
     assert code == 0
     assert "E[Theta0^2]/E[Theta0]^2" in out and "bootstrap CI" in out and "theory" in out
-    assert "Hanin" not in out
+    assert "Hanin" not in out and "ESS of Theta0^2 weights" in out and "lower bound" not in out
+    # 50 draws of the same network: ESS ~ 17, R shown as a lower bound without an interval
+    code, out, _ = _run(capsys, "ntk-variance", "--activation", "erf", *NET, "--inits", "50",
+                        "--input-dim", "10")
+    assert code == 0 and "bootstrap CI" not in out
+    assert "R >= " in out and "(lower bound: heavy tail, ESS " in out and " of 50)" in out
 
 
 @pytest.mark.parametrize(
@@ -68,6 +85,10 @@ def test_ntk_variance_table(capsys: pytest.CaptureFixture[str]) -> None:
         (["--sigma-w2", "-1"], "sigma_w2"),
         (["--activation", "sigmoid"], "activation"),
         (["--width", "0"], "width"),
+        (["--target-ess", "0"], "target_ess"),
+        (["--max-inits", "100"], "max_inits"),
+        (["--target-ess", "50", "--max-inits", "5"], "max_inits"),
+        (["--target-ess", "500", "--max-inits", "400"], "target_ess"),
     ],
 )
 def test_ntk_variance_bad_input(capsys: pytest.CaptureFixture[str], extra: list[str],

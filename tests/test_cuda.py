@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from ntkscope import NetworkSpec
 from ntkscope.cli.main import main
 from ntkscope.datasets import load_dataset
 from ntkscope.networks import MLP
@@ -37,8 +38,8 @@ def test_dense_sampler_same_on_gpu() -> None:
     # The dense sampler draws the weights on the CPU: identical networks on both devices.
     X = load_dataset("gaussian", 6, seed=0, dim=10).X
     kw = dict(inits=8, seed=3, method="dense")
-    cpu = sample_ntk("tanh", 1.5, 0.1, 3, 32, X, **kw)
-    gpu = sample_ntk("tanh", 1.5, 0.1, 3, 32, X, device="cuda", **kw)
+    cpu = sample_ntk(NetworkSpec("tanh", 1.5, 0.1, 3, 32), X, **kw)
+    gpu = sample_ntk(NetworkSpec("tanh", 1.5, 0.1, 3, 32), X, device="cuda", **kw)
     np.testing.assert_allclose(gpu.theta, cpu.theta, rtol=1e-10)
     np.testing.assert_allclose(gpu.f, cpu.f, rtol=1e-9, atol=1e-12)
 
@@ -47,7 +48,7 @@ def test_lowrank_sampler_on_gpu_matches_theory() -> None:
     # The low-rank sampler draws on the device (another generator): compare the law, not the
     # draws: E Theta0(x, x) against the mean-field expectation, within 5 standard errors.
     x = np.ones((1, 50))
-    smp = sample_ntk("relu", 2.0, 0.1, 4, 100, x, inits=4000, seed=0, device="cuda")
+    smp = sample_ntk(NetworkSpec("relu", 2.0, 0.1, 4, 100), x, inits=4000, seed=0, device="cuda")
     theta = smp.theta[:, 0, 0]
     expected = float(propagate("relu", 2.0, 0.1, 4, 100, 50, q0=1.0).ntk_mean_diag)
     assert abs(theta.mean() - expected) < 5 * theta.std(ddof=1) / np.sqrt(len(theta))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from ntkscope import NetworkSpec
 from ntkscope.cli.main import main
 from ntkscope.sampling import ntk_variance, sample_ntk
 from ntkscope.store import Store
@@ -44,10 +45,11 @@ def test_ntk_variance_cli_twice_identical(method: str) -> None:
 
 @pytest.mark.parametrize("method", ["lowrank", "dense"])
 def test_ntk_variance_chunk_size_does_not_matter(method: str) -> None:
-    kw = {"inits": 13, "input_dim": 5, "seed": 4, "method": method, "resamples": 300}
-    one = ntk_variance("relu", 2.0, 0.2, 3, 6, chunk=1, **kw)
-    five = ntk_variance("relu", 2.0, 0.2, 3, 6, chunk=5, **kw)
-    every = ntk_variance("relu", 2.0, 0.2, 3, 6, chunk=13, **kw)
+    kw = {"inits": 13, "seed": 4, "method": method, "resamples": 300}
+    net = NetworkSpec("relu", 2.0, 0.2, 3, 6, 5)
+    one = ntk_variance(net, chunk=1, **kw)
+    five = ntk_variance(net, chunk=5, **kw)
+    every = ntk_variance(net, chunk=13, **kw)
     for res in (five, every):
         assert np.array_equal(res.theta, one.theta) and np.array_equal(res.f, one.f)
         assert res.ratio == one.ratio and res.ratio_ci == one.ratio_ci
@@ -57,9 +59,10 @@ def test_ntk_variance_chunk_size_does_not_matter(method: str) -> None:
 def test_sample_ntk_chunks_and_start_agree() -> None:
     X = np.random.default_rng(0).standard_normal((3, 4))
     kw = {"seed": 9, "method": "lowrank"}
-    whole = sample_ntk("erf", 1.5, 0.1, 2, 5, X, 6, chunk=6, **kw)
-    ones = sample_ntk("erf", 1.5, 0.1, 2, 5, X, 6, chunk=1, **kw)
-    tail = sample_ntk("erf", 1.5, 0.1, 2, 5, X, 2, start=4, **kw)
+    net = NetworkSpec("erf", 1.5, 0.1, 2, 5)
+    whole = sample_ntk(net, X, 6, chunk=6, **kw)
+    ones = sample_ntk(net, X, 6, chunk=1, **kw)
+    tail = sample_ntk(net, X, 2, start=4, **kw)
     assert np.array_equal(whole.theta, ones.theta) and np.array_equal(whole.f, ones.f)
     assert np.array_equal(whole.theta[4:], tail.theta)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ntkscope import NetworkSpec, NtkscopeInputError
 from ntkscope.cli.main import main
 from ntkscope.experiments import ntk_variance_figures as nvf
 from ntkscope.sampling import ntk_variance
@@ -36,13 +37,20 @@ def test_figures_write_png_csv_and_reuse_cells(tiny_presets: None, tmp_path: Pat
         assert (tmp_path / f"fig{n}.png").read_bytes()[:4] == b"\x89PNG"
     rows = _csv(tmp_path / "fig1.csv")
     assert len(rows) == 2 * 2 * 2 * 2  # activations x sw2 x depths x widths
-    assert np.all(rows["ratio_ci_low"] <= rows["ratio"])
-    assert np.all(rows["ratio"] <= rows["ratio_ci_high"])
+    # 8 draws per cell: R has an interval where the tail is light (ESS >= N/2), else it is
+    # only a lower bound (empty interval columns, flag 1); the grid has both kinds
+    ok = rows["ratio_is_lower_bound"] == 0
+    assert ok.any() and not ok.all()
+    assert np.array_equal(ok, rows["ess"] >= rows["inits"] / 2)
+    assert np.all(rows["ratio_ci_low"][ok] <= rows["ratio"][ok])
+    assert np.all(rows["ratio"][ok] <= rows["ratio_ci_high"][ok])
+    assert np.all(np.isnan(rows["ratio_ci_low"][~ok]) & np.isnan(rows["ratio_ci_high"][~ok]))
     assert np.all(rows["ratio"] >= 1.0)
+    assert np.all((rows["ess"] >= 1.0) & (rows["ess"] <= rows["inits"]))
     # The stored numbers are those of a direct call with the same seed.
     r = rows[(rows["activation"] == "relu") & (rows["sigma_w2"] == 3.0) & (rows["depth"] == 3)
              & (rows["width"] == 12)][0]
-    direct = ntk_variance("relu", 3.0, 1.0, 3, 12, inits=8, input_dim=784, seed=0)
+    direct = ntk_variance(NetworkSpec("relu", 3.0, 1.0, 3, 12, 784), inits=8, seed=0)
     assert r["ratio"] == pytest.approx(direct.ratio, rel=1e-9)
     with Store(store) as st:
         n_cells = len(st)
@@ -53,6 +61,29 @@ def test_figures_write_png_csv_and_reuse_cells(tiny_presets: None, tmp_path: Pat
     assert (tmp_path / "fig1.csv").read_text() == before
     with Store(store) as st:
         assert len(st) == n_cells
+
+
+def test_cells_of_an_older_store_are_not_reused(tiny_presets: None, tmp_path: Path) -> None:
+    """A summary stored before the tail diagnostic (no ``ess``) is never read as complete: its
+    key differs (CELL_VERSION in the config), so the figure computes the cell anew; and a
+    summary without ``ess`` handed to the figure code is refused."""
+    from ntkscope.store import cell_key
+
+    store = tmp_path / "old.sqlite"
+    cfg = nvf.heatmap_cells(nvf.FIG1["quick"])[0]
+    old_cfg = {k: v for k, v in cfg.items() if k != "version"}
+    old_summary = {"ratio": 1.5, "ratio_ci": [1.4, 1.6], "mean": 1.0, "std": 0.1,
+                   "theory_mean": 1.0, "inits": 8, "method": "lowrank"}
+    with Store(store) as st:
+        st.put_done(cell_key(nvf.KIND, old_cfg), nvf.KIND, old_cfg, old_summary, None, 0.1)
+    assert main(["figure", "1", "--out", str(tmp_path), "--store", str(store), "--workers",
+                 "1", "--quiet"]) == 0
+    rows = _csv(tmp_path / "fig1.csv")
+    assert len(rows) == 16 and np.all(rows["ess"] >= 1.0)
+    with Store(store) as st:
+        assert len(st) == 1 + 16  # the old row stays, unused
+    with pytest.raises(NtkscopeInputError, match="ess"):
+        nvf._csv_rows([cfg], [old_summary])
 
 
 def test_figure2_hanin_nica_column(tiny_presets: None, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ M_ANY = 100
 
 def _draw(S: int = 6, T: int = 3, inits: int = 2, act: str = "relu", sw2: float = 2.0):
     X = gaussian_sphere(S + T, 20, seed=3)
-    smp = sample_ntk(act, sw2, 0.5, 2, 16, X, inits, seed=1)
+    smp = sample_ntk(NetworkSpec(act, sw2, 0.5, 2, 16), X, inits, seed=1)
     th, f = smp.theta, smp.f
     y = np.where(np.arange(S) % 2 == 0, 1.0, -1.0)
     return th[:, :S, :S], th[:, S:, :S], f[:, :S], f[:, S:], y

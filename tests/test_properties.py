@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers.cli_fuzz import INT_BAD, CliFuzz, run_cli
+from ntkscope import NetworkSpec
 from ntkscope.activations import get_activation
 from ntkscope.cli.main import build_parser
 from ntkscope.datasets import load_dataset
@@ -262,8 +263,9 @@ def test_mlp_invalid_raises_input_error(which: str, data: st.DataObject) -> None
        method=st.sampled_from(("lowrank", "dense")))
 def test_ntk_variance_tiny(act: str, sw2: float, sb2: float, depth: int, width: int, inits: int,
                            seed: int, method: str) -> None:
-    res = ntk_variance(act, sw2, sb2, depth, width, inits=inits, input_dim=3, seed=seed,
-                       method=method, resamples=200)
+    net = NetworkSpec(act, sw2, sb2, depth, width, 3)
+    # min_ess=1: always an interval (ESS >= 1), to check it is finite and ordered even here
+    res = ntk_variance(net, inits=inits, seed=seed, method=method, resamples=200, min_ess=1)
     assert res.theta.shape == (inits,) and res.f.shape == (inits,)
     assert finite(res.ratio, res.mean, res.std, res.theory_mean, res.ratio_ci)
     assert res.ratio >= 1 - 1e-12  # E[X^2] >= E[X]^2
@@ -271,6 +273,13 @@ def test_ntk_variance_tiny(act: str, sw2: float, sb2: float, depth: int, width: 
     assert lo <= hi
     assert np.all(res.theta > 0)
     json.dumps(res.to_dict(), allow_nan=False)
+    # by default R of so few draws is a lower bound unless ESS >= inits / 2 (a light tail)
+    dflt = ntk_variance(net, inits=inits, seed=seed, method=method, resamples=200)
+    assert dflt.ratio == res.ratio and dflt.ess == res.ess
+    assert 1 - 1e-9 <= dflt.ess <= inits + 1e-9
+    assert dflt.ratio_is_lower_bound == (dflt.ess < inits / 2)
+    assert (dflt.ratio_ci is None) == dflt.ratio_is_lower_bound
+    json.dumps(dflt.to_dict(), allow_nan=False)
 
 
 @settings(PROFILE, max_examples=15)
@@ -280,7 +289,7 @@ def test_ntk_variance_tiny(act: str, sw2: float, sb2: float, depth: int, width: 
 def test_sample_ntk_tiny(act: str, depth: int, width: int, s: int, inits: int, diagonal: bool,
                          method: str) -> None:
     X = np.random.default_rng(s).standard_normal((s, 4))
-    out = sample_ntk(act, 1.5, 0.2, depth, width, X, inits, seed=3, method=method,
+    out = sample_ntk(NetworkSpec(act, 1.5, 0.2, depth, width), X, inits, seed=3, method=method,
                      diagonal=diagonal)
     assert out.theta.shape == ((inits, s) if diagonal else (inits, s, s))
     assert out.f.shape == (inits, s)
@@ -306,8 +315,10 @@ def test_ntk_variance_invalid(which: str, data: st.DataObject) -> None:
     }[which]), label=which)
     if which == "device" and kw[which] == "cuda:99" and torch.cuda.device_count() > 99:
         return
+    net_keys = ("activation", "sigma_w2", "sigma_b2", "depth", "width", "input_dim")
     with pytest.raises(NtkscopeInputError):
-        ntk_variance(**kw)
+        net = NetworkSpec(*(kw.pop(k) for k in net_keys))  # the network is validated here
+        ntk_variance(net, **kw)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ _LAZY = {
     "MLP": "ntkscope.networks",
     "Params": "ntkscope.networks",
     "empirical_ntk": "ntkscope.ntk",
+    "ntk_variance": "ntkscope.sampling",
+    "sample_ntk": "ntkscope.sampling",
 }
 
 __all__ = [

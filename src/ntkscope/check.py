@@ -32,6 +32,9 @@ import numpy as np
 
 from ntkscope.activations import Activation, get_activation
 from ntkscope.datasets import dataset_name, load_dataset
+from ntkscope.defaults import MIN_ESS
+from ntkscope.spec import NetworkSpec, as_spec
+from ntkscope.statistics import format_ess
 from ntkscope.theory import chi1_fixed_point, data_covariances, eoc, phase_of, propagate
 from ntkscope.theory.phases import CHAOTIC, ORDERED
 from ntkscope.validation import (
@@ -46,6 +49,7 @@ if TYPE_CHECKING:  # torch-backed modules are imported when a check runs
     from ntkscope.training import TrainResult
 
 __all__ = [
+    "INCONCLUSIVE",
     "INPUT_DIM",
     "THRESHOLDS",
     "CheckResult",
@@ -64,6 +68,8 @@ __all__ = [
 #: Input dimension of every data set ntkscope ships (28 x 28 images; the gaussian set's default).
 INPUT_DIM = 784
 PASS, BORDERLINE, FAIL = "pass", "borderline", "fail"
+#: The randomness outcome when ``R`` is only a lower bound below ``ratio_random``.
+INCONCLUSIVE = "inconclusive"
 YES, NO = "yes", "no"
 _SNAPSHOTS = (10, 100, 1000, 10_000)
 
@@ -113,8 +119,10 @@ class Evidence:
     """Every number the verdict reads (:func:`judge`); ``None`` where it is undefined.
 
     ``ntk_change`` is ``None`` for a run that diverged; ``sigma_w2_eoc`` for activations without
-    an edge of chaos. ``unexplained`` is ``min_loss`` over the loss of the best constant
-    predictor ``mean((y - mean y)^2)/2`` (``1 - R^2`` on the training set).
+    an edge of chaos. ``ess`` is the tail diagnostic of the ``inits`` draws of ``R``
+    (:func:`ntkscope.statistics.tail_ess`); with ``ratio_is_lower_bound`` they support only
+    ``R >= ratio`` and ``ratio_ci`` is ``None``. ``unexplained`` is ``min_loss`` over the loss
+    of the best constant predictor ``mean((y - mean y)^2)/2`` (``1 - R^2`` on the training set).
     """
 
     activation: str
@@ -130,13 +138,16 @@ class Evidence:
     sigma_w2_eoc: float | None
     kappa_ratio: float
     ratio: float
-    ratio_ci: tuple[float, float]
+    ratio_ci: tuple[float, float] | None
     hanin_nica: float | None
     ntk_change: float | None
     steps: int
     stop_reason: str
     loss_drop: float
     unexplained: float
+    ess: float | None = None
+    ratio_is_lower_bound: bool = False
+    inits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -156,15 +167,27 @@ def _g(x: float) -> str:
 
 
 def _randomness(e: Evidence, t: Thresholds) -> tuple[str, str]:
-    lo, hi = e.ratio_ci
-    cv = math.sqrt(max(e.ratio - 1.0, 0.0))
-    numbers = f"R = {_g(e.ratio)}, 95% CI [{_g(lo)}, {_g(hi)}], std/mean = {cv:.2f}"
+    bound = e.ratio_is_lower_bound or e.ratio_ci is None
+    if bound:  # R >= ratio only (heavy tail): above ratio_random still random, else unknown
+        ess = ("?" if e.ess is None else format_ess(e.ess, e.inits) if e.inits is not None
+               else f"{e.ess:.3g}")
+        numbers = (f"R >= {_g(e.ratio)} (lower bound: heavy tail, ESS {ess} below "
+                   f"{MIN_ESS:g}, no interval)")
+    else:
+        lo, hi = e.ratio_ci
+        cv = math.sqrt(max(e.ratio - 1.0, 0.0))
+        numbers = f"R = {_g(e.ratio)}, 95% CI [{_g(lo)}, {_g(hi)}], std/mean = {cv:.2f}"
     if e.hanin_nica is not None:
         numbers += f"; Hanin & Nica exp(5L/M) = {_g(e.hanin_nica)} (their sw2=2, sb2=0 law)"
     if e.ratio >= t.ratio_random:
-        return FAIL, (f"randomness: {numbers}; R >= {t.ratio_random:g}: the NTK's standard "
+        return FAIL, (f"randomness: {numbers}; R >= {t.ratio_random:g}"
+                      f"{' even as a lower bound' if bound else ''}: the NTK's standard "
                       "deviation exceeds its mean, Theta0 is random, not its mean-field value "
                       "(paper Sec. 3, Fig. 1 blue zone)")
+    if bound:
+        return INCONCLUSIVE, (f"randomness: {numbers}; the true R may well exceed "
+                              f"{t.ratio_random:g}: inconclusive, rerun with more --inits (the "
+                              "draws do not sample the tail of Theta0; docs/ntk-variance.md)")
     if hi <= t.ratio_deterministic:
         return PASS, (f"randomness: {numbers}; CI upper end <= {t.ratio_deterministic:g}: "
                       "Theta0 is close to deterministic (paper Sec. 3, Fig. 1 black zone)")
@@ -249,10 +272,14 @@ def judge(e: Evidence, t: Thresholds = THRESHOLDS) -> Verdict:
     """The verdict from the numbers (rules: ``docs/check.md``).
 
     * ``randomness``: ``fail`` if ``R >= ratio_random``, ``pass`` if the CI's upper end is
-      ``<= ratio_deterministic``, else ``borderline``;
+      ``<= ratio_deterministic``, else ``borderline``. When ``R`` is only a lower bound
+      (``ratio_is_lower_bound``: too few effective draws of a heavy tail, no interval):
+      ``fail`` if the bound is ``>= ratio_random`` (the true ``R`` is larger still), else
+      ``inconclusive`` (never ``pass``: a bound from below cannot show ``R`` is small);
     * ``change``: ``fail`` if the run diverged or the change is ``>= change_large``, ``pass``
       if it is ``<= change_small``, else ``borderline``;
-    * ``ntk_regime``: ``no`` if a criterion fails, ``yes`` if both pass, else ``borderline``;
+    * ``ntk_regime``: ``no`` if a criterion fails, ``yes`` if both pass, else ``borderline``
+      (also for an ``inconclusive`` randomness);
     * ``trainable``: the run did not diverge and ``unexplained <= unexplained_trainable``.
       It does not change ``ntk_regime`` (a network that cannot learn keeps its kernel, as NTK
       theory itself predicts for a degenerate kernel); the reasons say so.
@@ -273,8 +300,14 @@ def judge(e: Evidence, t: Thresholds = THRESHOLDS) -> Verdict:
                      "network does not learn)")
     else:
         regime = BORDERLINE
+        parts = []
         weak = " and ".join(k for k, v in criteria.items() if v == BORDERLINE)
-        head = f"borderline: {weak} between the thresholds"
+        if weak:
+            parts.append(f"{weak} between the thresholds")
+        if rand == INCONCLUSIVE:
+            parts.append("randomness inconclusive (R is only a lower bound below "
+                         f"{t.ratio_random:g}: heavy tail)")
+        head = "borderline: " + "; ".join(parts)
     reasons = [head, rand_reason, change_reason, train_reason, *_theory(e, t)]
     return Verdict(regime, trainable, criteria, reasons)
 
@@ -285,12 +318,21 @@ def judge(e: Evidence, t: Thresholds = THRESHOLDS) -> Verdict:
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """``R`` at one depth (the report's curve): ``inits`` draws, 95% interval."""
+    """``R`` at one depth (the report's curve): ``inits`` draws, 95% interval; only
+    ``R >= ratio`` (``ratio_ci`` ``None``) where ``ratio_is_lower_bound``."""
 
     depth: int
     ratio: float
-    ratio_ci: tuple[float, float]
+    ratio_ci: tuple[float, float] | None
     inits: int
+    ess: float
+    ratio_is_lower_bound: bool
+
+    @classmethod
+    def of(cls, res: NTKVarianceResult) -> CurvePoint:
+        """The point of one :func:`ntkscope.sampling.ntk_variance` result."""
+        ci = None if res.ratio_ci is None else (float(res.ratio_ci[0]), float(res.ratio_ci[1]))
+        return cls(res.depth, res.ratio, ci, res.inits, res.ess, res.ratio_is_lower_bound)
 
 
 @dataclass
@@ -336,7 +378,7 @@ class CheckResult:
             "sigma_w2_eoc": e.sigma_w2_eoc,
             "kappa_ratio": _num(e.kappa_ratio),
             "ratio": e.ratio,
-            "ratio_ci": list(e.ratio_ci),
+            "ratio_ci": None if e.ratio_ci is None else list(e.ratio_ci),
             "ntk_change": e.ntk_change,
             "loss_drop": _num(e.loss_drop),
             "ntk_regime": v.ntk_regime,
@@ -349,6 +391,8 @@ class CheckResult:
             "c0_mean": self.c0_mean,
             "condition_number": _num(theory_condition(e.kappa_ratio, e.samples)),
             "hanin_nica": e.hanin_nica,
+            "ess": e.ess,
+            "ratio_is_lower_bound": e.ratio_is_lower_bound,
             "ratio_std_over_mean": math.sqrt(max(e.ratio - 1.0, 0.0)),
             "ntk_change_steps": {str(k): _num(x) for k, x in tr.ntk_change.items()},
             "unexplained": _num(e.unexplained),
@@ -367,8 +411,11 @@ class CheckResult:
                 "train_steps": e.train_steps, "lr_scale": e.lr_scale, "seed": self.seed,
                 "data_source": self.data_source,
             },
-            "r_by_depth": [{"depth": p.depth, "ratio": p.ratio, "ratio_ci": list(p.ratio_ci),
-                            "inits": p.inits} for p in self.curve],
+            "r_by_depth": [{"depth": p.depth, "ratio": p.ratio,
+                            "ratio_ci": None if p.ratio_ci is None else list(p.ratio_ci),
+                            "inits": p.inits, "ess": p.ess,
+                            "ratio_is_lower_bound": p.ratio_is_lower_bound}
+                           for p in self.curve],
             "seconds": dict(self.seconds),
         }
 
@@ -388,23 +435,33 @@ def curve_depths(depth: int) -> list[int]:
 
 
 def ratio_by_depth(
-    activation: str | Activation,
-    sigma_w2: float,
-    sigma_b2: float,
+    net: NetworkSpec | Any,
     depths: Sequence[int],
-    width: int,
     inits: int = 200,
     seed: int = 0,
     device: str = "cpu",
 ) -> list[CurvePoint]:
-    """``R`` at each depth from ``inits`` draws of the low-rank sampler (seed ``seed``)."""
+    """``R`` at each depth from ``inits`` draws of the low-rank sampler (seed ``seed``).
+
+    ``net`` (a :class:`ntkscope.NetworkSpec` or an MLP) gives the activation, ``sw2``,
+    ``sb2`` and the constant width ``M``; its depth is replaced by each of ``depths``; input
+    dimension :data:`INPUT_DIM` where the spec leaves it open.
+
+    Raises:
+        NtkscopeInputError: a spec with varying widths, or a bad depth.
+    """
     from ntkscope.sampling import ntk_variance
 
+    spec = as_spec(net)
+    width = spec.constant_width
+    if width is None:
+        raise NtkscopeInputError(f"width: ratio_by_depth needs a constant width, got "
+                                 f"{list(spec.width)}")
     out = []
     for d in depths:
-        res = ntk_variance(activation, sigma_w2, sigma_b2, d, width, inits=inits,
-                           input_dim=INPUT_DIM, seed=seed, device=device)
-        out.append(CurvePoint(int(d), res.ratio, res.ratio_ci, inits))
+        at = NetworkSpec(spec.activation, spec.sigma_w2, spec.sigma_b2, d, width,
+                         spec.resolved_input_dim(INPUT_DIM))
+        out.append(CurvePoint.of(ntk_variance(at, inits=inits, seed=seed, device=device)))
     return out
 
 
@@ -500,8 +557,8 @@ def check_network(
     from ntkscope.training import Execution, LearningRate, Recording, StoppingRule, train
 
     clock = time.perf_counter()
-    var = ntk_variance(act, sw2, sb2, depth, width, inits=inits, input_dim=INPUT_DIM, seed=seed,
-                       device=device)
+    spec = NetworkSpec(act, sw2, sb2, depth, width, INPUT_DIM)
+    var = ntk_variance(spec, inits=inits, seed=seed, device=device)
     seconds["variance"] = time.perf_counter() - clock
 
     # A short training run.
@@ -517,8 +574,8 @@ def check_network(
     if curve:
         clock = time.perf_counter()
         others = [d for d in curve_depths(depth) if d != depth]
-        points = ratio_by_depth(act, sw2, sb2, others, width, curve_inits, seed, device)
-        points.append(CurvePoint(depth, var.ratio, var.ratio_ci, inits))
+        points = ratio_by_depth(spec, others, curve_inits, seed, device)
+        points.append(CurvePoint.of(var))
         points.sort(key=lambda p: p.depth)
         seconds["curve"] = time.perf_counter() - clock
 
@@ -527,10 +584,13 @@ def check_network(
         samples=samples, train_steps=train_steps, lr_scale=lr_scale,
         phase=str(phase_of(chi1)), chi1=chi1, sigma_w2_eoc=sw2_eoc,
         kappa_ratio=kappa1 / kappa2, ratio=var.ratio,
-        ratio_ci=(float(var.ratio_ci[0]), float(var.ratio_ci[1])), hanin_nica=var.hanin_nica,
+        ratio_ci=None if var.ratio_ci is None else (float(var.ratio_ci[0]),
+                                                    float(var.ratio_ci[1])),
+        hanin_nica=var.hanin_nica,
         ntk_change=tr.final_ntk_change, steps=tr.steps, stop_reason=tr.stop_reason,
         loss_drop=tr.min_loss / tr.initial_loss if tr.initial_loss > 0 else math.nan,
-        unexplained=tr.min_loss / baseline,
+        unexplained=tr.min_loss / baseline, ess=var.ess,
+        ratio_is_lower_bound=var.ratio_is_lower_bound, inits=var.inits,
     )
     seconds["total"] = time.perf_counter() - start
     return CheckResult(

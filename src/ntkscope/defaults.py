@@ -22,3 +22,13 @@ LEARNING_RATE = 1e-5
 MAX_STEPS = 100_000
 PATIENCE = 100
 MIN_DELTA = 1e-7
+# R = E[Theta0^2]/E[Theta0]^2 is reported as a lower bound "R >= x" without an interval when
+# the effective sample size of the Theta0^2 weights, ESS = (sum t^2)^2 / sum t^4, is below
+# MIN_ESS and below MIN_ESS_FRACTION of the draws (a light tail, ESS >= N/2, is exempt: few
+# draws, but none dominates). ntkscope.statistics.ratio_is_lower_bound; the experiment that
+# sets both: docs/ntk-variance.md ("Heavy tails"), scripts/ess_threshold.py.
+MIN_ESS = 100.0
+MIN_ESS_FRACTION = 0.5
+# Budget of ntk_variance(..., target_ess=E) / ntkscope ntk-variance --target-ess when no
+# --max-inits is given (the low-rank sampler draws 1e6 inits of M = 10, L = 20 in ~35 s).
+MAX_INITS = 1_000_000

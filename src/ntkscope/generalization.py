@@ -29,6 +29,7 @@ import numpy as np
 from ntkscope.defaults import CONFIDENCE
 from ntkscope.predict import IllConditionedWarning, linearized_predictor
 from ntkscope.spec import NetworkSpec, as_spec
+from ntkscope.statistics import bootstrap_variance_ci
 from ntkscope.theory.theorem import (
     KernelVariance,
     TheoremVariance,
@@ -95,24 +96,6 @@ class MCVariance:
     def median_condition_number(self) -> float:
         """Median over all draws of ``cond Theta0(X)``."""
         return float(np.median(self.condition_number))
-
-
-def bootstrap_variance_ci(
-    f: np.ndarray, confidence: float, resamples: int, seed: int
-) -> tuple[float, float]:
-    """Percentile interval for ``mean_{g,j} var_i f[g, i, j]`` resampling ``i`` per ``g``."""
-    G, N, _ = f.shape
-    rng = np.random.default_rng(np.random.SeedSequence([seed, N, G, 0xB007]))
-    stats = np.zeros(resamples)
-    block = max(1, 2**22 // max(1, f[0].size))
-    for g in range(G):
-        for lo in range(0, resamples, block):
-            hi = min(resamples, lo + block)
-            idx = rng.integers(0, N, size=(hi - lo, N))
-            stats[lo:hi] += np.mean(np.var(f[g][idx], axis=1, ddof=1), axis=1)
-    stats /= G
-    low, high = np.quantile(stats, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
-    return float(low), float(high)
 
 
 def monte_carlo_variance(
@@ -183,8 +166,7 @@ def monte_carlo_variance(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IllConditionedWarning)
         for g in range(G):
-            smp = sample_ntk(spec.activation, spec.sigma_w2, spec.sigma_b2, spec.depth,
-                             spec.width, np.vstack([Xtr[g], Xte]), N, seed=seed, method=method,
+            smp = sample_ntk(spec, np.vstack([Xtr[g], Xte]), N, seed=seed, method=method,
                              start=g * N, device=device)
             th, f = smp.theta_scaled, smp.f  # eq. 10 is invariant under Theta0 -> c Theta0
             pred = linearized_predictor(th[:, :S, :S], th[:, S:, :S], f[:, :S], f[:, S:],

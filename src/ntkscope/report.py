@@ -8,7 +8,8 @@ threshold, and up to three figures embedded as base64 PNG (no external resources
    layers, exact for ReLU, the asymptotic rate otherwise), the EOC dashed, a star at the
    network's ``(sw2, L)``;
 2. ``R`` against depth at the network's width (when the check measured the curve), with the
-   randomness thresholds and, for ReLU, Hanin & Nica's ``exp(5 L/M)``;
+   randomness thresholds and, for ReLU, Hanin & Nica's ``exp(5 L/M)``; open markers where
+   ``R`` is only a lower bound (too few effective draws of its heavy tail, no interval);
 3. the short training run: loss curve and relative NTK change with the change thresholds.
 """
 
@@ -27,15 +28,26 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import Formatter, Locator, LogLocator, MaxNLocator, NullFormatter
 
-from ntkscope.check import BORDERLINE, FAIL, NO, PASS, YES, CheckResult, kappa_cut
+from ntkscope.check import (
+    BORDERLINE,
+    FAIL,
+    INCONCLUSIVE,
+    NO,
+    PASS,
+    YES,
+    CheckResult,
+    kappa_cut,
+)
+from ntkscope.defaults import MIN_ESS
 from ntkscope.io import atomic_open, check_output_file
 from ntkscope.plotting import phase_heatmap, plt
+from ntkscope.statistics import format_ratio
 from ntkscope.theory import chi1_fixed_point
 
 __all__ = ["phase_diagram", "render_html", "write_report"]
 
 _COLORS = {YES: "#1b7837", BORDERLINE: "#b35806", NO: "#b2182b",
-           PASS: "#1b7837", FAIL: "#b2182b"}
+           PASS: "#1b7837", FAIL: "#b2182b", INCONCLUSIVE: "#b35806"}
 _SW2_POINTS = 60
 _DEPTH_POINTS = 50
 
@@ -199,13 +211,19 @@ def _ratio_figure(res: CheckResult) -> plt.Figure:
     e, t = res.evidence, res.thresholds
     d = np.array([p.depth for p in res.curve], dtype=float)
     r = np.array([p.ratio for p in res.curve])
-    lo = np.array([p.ratio_ci[0] for p in res.curve])
-    hi = np.array([p.ratio_ci[1] for p in res.curve])
+    bound = np.array([p.ratio_is_lower_bound for p in res.curve], dtype=bool)
+    lo = np.array([r[i] if p.ratio_ci is None else p.ratio_ci[0] for i, p in enumerate(res.curve)])
+    hi = np.array([r[i] if p.ratio_ci is None else p.ratio_ci[1] for i, p in enumerate(res.curve)])
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.errorbar(d, r, yerr=[r - lo, hi - r], fmt="o-", color="C0", capsize=3,
-                label=f"R, M = {e.width} (95% CI)")
+    ax.plot(d, r, "-", color="C0", lw=1)
+    ax.errorbar(d[~bound], r[~bound], yerr=[r[~bound] - lo[~bound], hi[~bound] - r[~bound]],
+                fmt="o", color="C0", capsize=3, label=f"R, M = {e.width} (95% CI)")
+    if bound.any():
+        ax.plot(d[bound], r[bound], "o", mfc="white", mec="C0", ls="none",
+                label=f"R >= (lower bound: ESS < {MIN_ESS:g}, heavy tail)")
     ax.plot([e.depth], [e.ratio], marker="*", ms=16, color="gold", mec="black", ls="none",
-            label=f"this network ({res.variance.inits} inits)")
+            label=f"this network ({res.variance.inits} inits"
+            + (", lower bound)" if e.ratio_is_lower_bound else ")"))
     if e.hanin_nica is not None:
         grid = np.linspace(1, d.max(), 100)
         ax.plot(grid, np.exp(5.0 * grid / e.width), color="0.4", ls=":",
@@ -260,7 +278,6 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 def _rows(res: CheckResult) -> list[tuple[str, str, str, str | None, str]]:
     """``(quantity, value, threshold, outcome, outcome text)`` for the table."""
     e, t, v, tr = res.evidence, res.thresholds, res.verdict, res.training
-    lo, hi = e.ratio_ci
     cut = kappa_cut(e.samples, t)
     ill = e.kappa_ratio < cut
     rows: list[tuple[str, str, str, str | None, str]] = [
@@ -270,7 +287,7 @@ def _rows(res: CheckResult) -> list[tuple[str, str, str, str | None, str]]:
         ("kappa1/kappa2 (theory, c0 = " + _fmt(res.c0_mean, 3) + ")", _fmt(e.kappa_ratio, 5),
          f"ill-conditioned below {cut:.5g}", FAIL if ill else None,
          "ill-conditioned" if ill else "well-conditioned"),
-        ("R = E[Θ0²]/E[Θ0]²", f"{_fmt(e.ratio)} [{_fmt(lo)}, {_fmt(hi)}]",
+        ("R = E[Θ0²]/E[Θ0]²", format_ratio(e.ratio, e.ratio_ci, e.ess or 0.0, e.inits or 0),
          f"pass: CI ≤ {t.ratio_deterministic:g}; fail: R ≥ {t.ratio_random:g}",
          v.criteria["randomness"], v.criteria["randomness"]),
     ]

@@ -56,15 +56,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from ntkscope.activations import Activation
+from ntkscope.defaults import CONFIDENCE, INITS, INPUT_DIM, MAX_INITS, MIN_ESS, RESAMPLES
 from ntkscope.engine import fold_log_scale, lowrank_draw, lowrank_noise_size, unscale_log
 from ntkscope.networks import MLP, NtkscopeRangeError, check_device, check_dtype
 from ntkscope.progress import Progress
+from ntkscope.spec import NetworkSpec, as_spec
+from ntkscope.statistics import (
+    format_ess,
+    format_ratio,
+    ratio_bootstrap_ci,
+    ratio_is_lower_bound,
+    second_moment_ratio,
+    tail_ess,
+)
 from ntkscope.threads import torch_threads
 from ntkscope.validation import (
     NtkscopeInputError,
     finite_array,
-    nonnegative,
     positive,
     positive_int,
 )
@@ -73,8 +81,6 @@ METHODS = ("lowrank", "dense")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Working memory aimed at when ``chunk`` is not given (bytes).
 _CHUNK_BUDGET = 256 * 2**20
-# Bootstrap resamples are drawn in blocks of at most this many indices.
-_BOOTSTRAP_BLOCK = 2**22
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,8 +146,17 @@ class NTKVarianceResult:
 
     Attributes:
         ratio: ``R = E[Theta0(x,x)^2] / E[Theta0(x,x)]^2`` estimated as
-            ``mean(theta^2) / mean(theta)^2`` over the ``inits`` draws (``R >= 1``).
-        ratio_ci: bootstrap (BCa) confidence interval ``(low, high)`` for ``R``.
+            ``mean(theta^2) / mean(theta)^2`` over the ``inits`` draws (``R >= 1``); a lower
+            bound when :attr:`ratio_is_lower_bound`.
+        ratio_ci: bootstrap (BCa) confidence interval ``(low, high)`` for ``R``; ``None`` when
+            ``R`` is a lower bound (the interval would be too low and too narrow).
+        ess: the tail diagnostic ``(sum t^2)^2 / sum t^4`` of the draws ``t = Theta0(x, x)``
+            (:func:`ntkscope.statistics.tail_ess`; ``1 <= ess <= inits``).
+        ratio_is_lower_bound: ``ess`` below ``min_ess`` (default
+            :data:`ntkscope.defaults.MIN_ESS`) and below half the draws
+            (:func:`ntkscope.statistics.ratio_is_lower_bound`): the heavy tail of ``Theta0``
+            is not sampled well enough, the draws support only ``R >= ratio``
+            (``docs/ntk-variance.md``).
         mean, std: sample mean and standard deviation (``ddof=1``) of ``Theta0(x, x)``.
         theory_mean: ``E Theta0(x,x)`` from mean-field theory at these finite widths
             (:attr:`ntkscope.theory.MeanField.ntk_mean_diag`).
@@ -150,6 +165,7 @@ class NTKVarianceResult:
             ``None`` for other activations.
         theta, f: the raw per-initialization ``Theta0(x, x)`` and ``f0(x)``, shape ``(inits,)``.
         seconds: wall-clock time of sampling and statistics.
+        network: the network (its ``input_dim`` fixed).
     """
 
     activation: str
@@ -162,21 +178,29 @@ class NTKVarianceResult:
     method: str
     seed: int
     ratio: float
-    ratio_ci: tuple[float, float]
+    ratio_ci: tuple[float, float] | None
+    ess: float
+    ratio_is_lower_bound: bool
     mean: float
     std: float
     theory_mean: float
     hanin_nica: float | None
     seconds: float
+    network: NetworkSpec
     confidence: float = 0.95
     theta: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     f: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
-        """The summary (the keys of ``ntkscope ntk-variance --json``); raw draws if ``samples``."""
+        """The summary (the keys of ``ntkscope ntk-variance --json``); raw draws if ``samples``.
+
+        ``ratio_ci`` is ``None`` (JSON ``null``) when ``ratio_is_lower_bound``.
+        """
         out: dict[str, Any] = {
             "ratio": self.ratio,
-            "ratio_ci": [self.ratio_ci[0], self.ratio_ci[1]],
+            "ratio_ci": None if self.ratio_ci is None else [self.ratio_ci[0], self.ratio_ci[1]],
+            "ratio_is_lower_bound": self.ratio_is_lower_bound,
+            "ess": self.ess,
             "mean": self.mean,
             "std": self.std,
             "theory_mean": self.theory_mean,
@@ -191,6 +215,36 @@ class NTKVarianceResult:
             out["f"] = self.f.tolist()
         return out
 
+    def ratio_text(self) -> str:
+        """``R`` for people: ``1.234 [1.2, 1.27]`` (95% interval), or ``R >= x (lower bound:
+        heavy tail, ESS e of N)``."""
+        return format_ratio(self.ratio, self.ratio_ci, self.ess, self.inits)
+
+    def title(self) -> str:
+        """``NTK variance at initialization: relu, sw2=2, sb2=0, L=20, M=10, M0=784``."""
+        return f"NTK variance at initialization: {self.network.describe()}, M0={self.input_dim}"
+
+    def rows(self) -> list[tuple[str, Any]]:
+        """The table of ``ntkscope ntk-variance``."""
+        name = "R = E[Theta0^2]/E[Theta0]^2"
+        if self.ratio_ci is None:
+            rows: list[tuple[str, Any]] = [(name, self.ratio_text())]
+        else:
+            lo, hi = self.ratio_ci
+            rows = [(name, self.ratio),
+                    (f"{self.confidence:.0%} bootstrap CI", f"[{lo:.6g}, {hi:.6g}]")]
+        rows += [
+            ("ESS of Theta0^2 weights", format_ess(self.ess, self.inits)),
+            ("mean Theta0(x,x)", self.mean),
+            ("std Theta0(x,x)", self.std),
+            ("theory E Theta0(x,x)", self.theory_mean),
+        ]
+        if self.hanin_nica is not None:
+            rows.append(("Hanin-Nica exp(5L/M)", self.hanin_nica))
+        rows += [("inits", self.inits), ("method", self.method),
+                 ("seconds", round(self.seconds, 3))]
+        return rows
+
 
 # --------------------------------------------------------------------------------------------
 # Validation
@@ -201,12 +255,6 @@ class _Setup:
     net: MLP
     device: torch.device
     dtype: torch.dtype
-
-
-def _scalar(name: str, arr: np.ndarray) -> float:
-    if arr.ndim != 0:
-        raise NtkscopeInputError(f"{name}: expected a single number, got shape {arr.shape}")
-    return float(arr)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -228,20 +276,9 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return dt  # type: ignore[return-value]
 
 
-def _setup(
-    activation: Any,
-    sigma_w2: Any,
-    sigma_b2: Any,
-    depth: Any,
-    width: Any,
-    input_dim: Any,
-    device: Any,
-    dtype: Any,
-) -> _Setup:
-    sw2 = _scalar("sigma_w2", positive("sigma_w2", sigma_w2))
-    sb2 = _scalar("sigma_b2", nonnegative("sigma_b2", sigma_b2))
-    net = MLP(input_dim, width, positive_int("depth", depth), activation, sw2, sb2)
-    return _Setup(net, resolve_device(device), _resolve_dtype(dtype))
+def _setup(spec: NetworkSpec, device: Any, dtype: Any) -> _Setup:
+    """The MLP of ``spec`` (its ``input_dim`` fixed) on a checked device and dtype."""
+    return _Setup(spec.mlp(), resolve_device(device), _resolve_dtype(dtype))
 
 
 def _inputs(X: Any) -> np.ndarray:
@@ -258,11 +295,7 @@ def _inputs(X: Any) -> np.ndarray:
 
 
 def sample_ntk(
-    activation: str | Activation,
-    sigma_w2: float,
-    sigma_b2: float,
-    depth: int,
-    width: int | Sequence[int],
+    net: NetworkSpec | MLP,
     X: np.ndarray,
     inits: int,
     seed: int = 0,
@@ -279,10 +312,9 @@ def sample_ntk(
     """Draw ``(Theta0(X), f0(X))`` for ``inits`` independent initializations.
 
     Args:
-        activation: ``relu``, ``tanh``, ``erf``, an :class:`Activation` or a callable.
-        sigma_w2, sigma_b2: ``W^l_ij ~ N(0, sw2/M_{l-1})``, ``b^l_i ~ N(0, sb2)`` (every layer).
-        depth: number of hidden layers ``L`` (the network has ``L+1`` weight matrices).
-        width: hidden width ``M`` or the list ``M_1..M_L``.
+        net: the network, a :class:`ntkscope.NetworkSpec` or an :class:`MLP` (``W^l_ij ~
+            N(0, sw2/M_{l-1})``, ``b^l_i ~ N(0, sb2)``, ``L+1`` weight layers); its
+            ``input_dim`` is taken from ``X`` (a spec fixing another one is an error).
         X: inputs, ``(S, M0)``.
         inits: number ``N`` of initializations.
         seed, start: initialization ``i`` (``0 <= i < N``) is number ``start + i`` of ``seed``.
@@ -305,9 +337,10 @@ def sample_ntk(
         NtkscopeRangeError: (an ``NtkscopeInputError``) the dense sampler overflowed (use
             ``"lowrank"``), or a custom unbounded activation produced non-finite values.
     """
+    spec = as_spec(net)
     Xa = _inputs(X)
     S, m0 = Xa.shape
-    setup = _setup(activation, sigma_w2, sigma_b2, depth, width, m0, device, dtype)
+    setup = _setup(spec.with_input_dim(m0), device, dtype)
     inits = positive_int("inits", inits)
     seed = positive_int("seed", seed, minimum=0)
     start = positive_int("start", start, minimum=0)
@@ -373,77 +406,7 @@ def _dense_draw(
 
 
 # --------------------------------------------------------------------------------------------
-# Statistics
-
-
-def second_moment_ratio(samples: np.ndarray) -> float:
-    """``R = mean(x^2) / mean(x)^2`` of positive samples (scale-free: any common unit works)."""
-    x = finite_array("samples", samples).ravel()
-    x = x / np.max(np.abs(x))
-    return float(np.mean(x * x) / np.mean(x) ** 2)
-
-
-def ratio_bootstrap_ci(
-    samples: np.ndarray,
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-    method: str = "bca",
-) -> tuple[float, float]:
-    """Bootstrap confidence interval for ``R = mean(x^2)/mean(x)^2``.
-
-    ``resamples`` resamples of size ``N`` with replacement, drawn with
-    ``default_rng(SeedSequence([seed, N]))`` and vectorised in blocks, give ratios ``R*_b``.
-
-    * ``"percentile"``: the ``(1 -+ confidence)/2`` quantiles of ``R*``.
-    * ``"bca"`` (default; Efron's bias-corrected and accelerated interval): quantiles at
-      ``Phi(z0 + (z0 + z_a) / (1 - acc (z0 + z_a)))`` with ``z0 = Phi^-1(P(R* < R))`` and the
-      acceleration ``acc = sum d_i^3 / (6 (sum d_i^2)^1.5)`` from the jackknife ratios
-      ``R_(i)`` (``d_i = mean R_(.) - R_(i)``, computed in ``O(N)`` from leave-one-out sums).
-
-    The draws of a right-skewed ``Theta0`` make every bootstrap interval for ``R`` undercover
-    somewhat at small ``N`` (``tests/test_sampling.py`` measures BCa at ~92% for a nominal
-    95% with ``N = 1000`` and a ReLU network at ``L/M = 0.3``); BCa is the closer of the two.
-    """
-    x = finite_array("samples", samples).ravel()
-    if x.size < 2:
-        raise NtkscopeInputError(f"samples: need at least 2 samples, got {x.size}")
-    conf = _scalar("confidence", positive("confidence", confidence))
-    if conf >= 1.0:
-        raise NtkscopeInputError(f"confidence: must be < 1, got {conf:g}")
-    resamples = positive_int("resamples", resamples, minimum=10)
-    seed = positive_int("seed", seed, minimum=0)
-    if method not in ("bca", "percentile"):
-        raise NtkscopeInputError(f"method: expected 'bca' or 'percentile', got {method!r}")
-    x = x / np.max(np.abs(x))
-    n = x.size
-    rng = np.random.default_rng(np.random.SeedSequence([seed, n]))
-    ratios = np.empty(resamples)
-    block = max(1, _BOOTSTRAP_BLOCK // n)
-    for lo in range(0, resamples, block):
-        hi = min(resamples, lo + block)
-        xs = x[rng.integers(0, n, size=(hi - lo, n))]
-        ratios[lo:hi] = np.mean(xs * xs, axis=1) / np.mean(xs, axis=1) ** 2
-    alphas = np.array([(1.0 - conf) / 2.0, (1.0 + conf) / 2.0])
-    if method == "bca":
-        alphas = _bca_levels(x, ratios, alphas)
-    low, high = np.quantile(ratios, alphas)
-    return float(low), float(high)
-
-
-def _bca_levels(x: np.ndarray, ratios: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """BCa-adjusted quantile levels (see :func:`ratio_bootstrap_ci`)."""
-    import scipy.special
-
-    n, R = x.size, float(np.mean(x * x) / np.mean(x) ** 2)
-    frac = np.clip(np.mean(ratios < R), 1.0 / (ratios.size + 1), ratios.size / (ratios.size + 1))
-    z0 = float(scipy.special.ndtri(frac))
-    jack = ((np.sum(x * x) - x * x) / (n - 1)) / ((np.sum(x) - x) / (n - 1)) ** 2
-    d = np.mean(jack) - jack
-    denom = 6.0 * float(np.sum(d * d)) ** 1.5
-    acc = float(np.sum(d**3)) / denom if denom > 0 else 0.0
-    z = scipy.special.ndtri(alphas)
-    return scipy.special.ndtr(z0 + (z0 + z) / (1.0 - acc * (z0 + z)))
+# R and its tail diagnostic (statistics: ntkscope.statistics)
 
 
 def hanin_nica(hidden: Sequence[int]) -> float | None:
@@ -457,38 +420,46 @@ def hanin_nica(hidden: Sequence[int]) -> float | None:
 
 
 def ntk_variance(
-    activation: str | Activation,
-    sigma_w2: float,
-    sigma_b2: float,
-    depth: int,
-    width: int | Sequence[int],
-    inits: int = 1000,
-    input_dim: int = 784,
+    net: NetworkSpec | MLP,
+    inits: int = INITS,
     seed: int = 0,
     method: str = "lowrank",
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float64,
     chunk: int | None = None,
     *,
-    confidence: float = 0.95,
-    resamples: int = 2000,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
     progress: bool = False,
+    target_ess: float | None = None,
+    max_inits: int | None = None,
+    min_ess: float = MIN_ESS,
 ) -> NTKVarianceResult:
     """NTK randomness at initialization: ``R = E[Theta0(x,x)^2]/E[Theta0(x,x)]^2`` (Section 3).
 
-    The input is ``x = (1, ..., 1)`` in ``R^input_dim`` (``q0 = |x|^2/M0 = 1``; the law of
-    ``Theta0(x, x)`` depends on ``x`` only through ``|x|``). ``R`` and its bootstrap interval
-    are computed from ``Theta0 / max Theta0`` (``R`` is scale-free), so they stay finite for
-    networks whose NTK exceeds float64.
+    The input is ``x = (1, ..., 1)`` in ``R^M0`` (``q0 = |x|^2/M0 = 1``; the law of
+    ``Theta0(x, x)`` depends on ``x`` only through ``|x|``). ``R``, its bootstrap interval and
+    the tail diagnostic ``ess = (sum t^2)^2 / sum t^4`` (:func:`ntkscope.statistics.tail_ess`)
+    are computed from ``t = Theta0 / max Theta0`` (all scale-free), so they stay finite for
+    networks whose NTK exceeds float64. Below ``min_ess`` effective draws (and below half the
+    draws) ``R`` is reported as a lower bound (``ratio_is_lower_bound``, ``ratio_ci = None``;
+    :func:`ntkscope.statistics.ratio_is_lower_bound`, ``docs/ntk-variance.md``).
 
     Args:
-        activation, sigma_w2, sigma_b2, depth, width: the network (see :func:`sample_ntk`).
-        inits: number of initializations (at least 2).
-        input_dim: ``M0``.
+        net: the network (:class:`ntkscope.NetworkSpec` or :class:`MLP`); ``M0`` is its
+            ``input_dim``, 784 where the spec leaves it open.
+        inits: number of initializations (at least 2); with ``target_ess``, the first batch.
         seed: seeds the initializations and the bootstrap.
         method, device, dtype, chunk: see :func:`sample_ntk`.
         confidence, resamples: of the bootstrap interval.
         progress: show a progress bar on stderr.
+        target_ess: keep drawing initializations (batches continuing ``start``, so the draws
+            are those of one call with the final ``inits``) until ``ess >= target_ess`` or
+            ``max_inits`` draws; ``None`` draws ``inits`` once.
+        max_inits: the budget of ``target_ess`` (default
+            :data:`ntkscope.defaults.MAX_INITS`); at least ``inits`` and ``target_ess``.
+        min_ess: the lower-bound threshold (default :data:`ntkscope.defaults.MIN_ESS`;
+            ``1`` always gives an interval).
 
     Returns:
         :class:`NTKVarianceResult` (``theory_mean`` from :func:`ntkscope.theory.propagate`).
@@ -500,49 +471,106 @@ def ntk_variance(
     from ntkscope.theory import propagate
 
     t0 = time.perf_counter()
-    setup = _setup(activation, sigma_w2, sigma_b2, depth, width, input_dim, device, dtype)
-    net = setup.net
+    spec = as_spec(net)
+    spec = spec.with_input_dim(spec.resolved_input_dim(INPUT_DIM))
+    setup = _setup(spec, device, dtype)
+    mlp = setup.net
     inits = positive_int("inits", inits, minimum=2)
+    target, budget = _adaptive(target_ess, max_inits, inits)
+    min_ess = _scalar_positive("min_ess", min_ess)
     with np.errstate(over="ignore", invalid="ignore"):  # propagate raises on non-finite values
-        mf = propagate(net.activation, net.sigma_w2, net.sigma_b2, net.depth, width=net.widths,
-                       input_dim=net.input_dim, q0=1.0, pairs=False)
-    x = np.ones((1, net.input_dim))
-    samples = sample_ntk(net.activation, net.sigma_w2, net.sigma_b2, net.depth, net.widths, x,
-                         inits, seed=seed, method=method, device=setup.device, dtype=setup.dtype,
-                         chunk=chunk, diagonal=True, progress=progress)
+        mf = propagate(mlp.activation, mlp.sigma_w2, mlp.sigma_b2, mlp.depth, width=mlp.widths,
+                       input_dim=mlp.input_dim, q0=1.0, pairs=False)
+    x = np.ones((1, mlp.input_dim))
+
+    def draw(n: int, start: int) -> NTKSamples:
+        return sample_ntk(mlp, x, n, seed=seed, method=method, device=setup.device,
+                          dtype=setup.dtype, chunk=chunk, diagonal=True, start=start,
+                          progress=progress)
+
+    samples = draw(inits, 0)
     log_theta = samples.log_theta_diag()[:, 0]
+    ess = tail_ess(np.exp(log_theta - np.max(log_theta)))
+    parts = [samples]
+    while target is not None and ess < target and samples.inits < budget:
+        # ESS grows about linearly with the draws; aim a little past the target, at most
+        # doubling (a heavy tail makes the estimate optimistic).
+        grow = min(2.0, max(1.1, 1.2 * target / ess))
+        n = min(budget, math.ceil(samples.inits * grow)) - samples.inits
+        parts.append(draw(n, samples.inits))
+        samples = _concat(parts)
+        log_theta = samples.log_theta_diag()[:, 0]
+        ess = tail_ess(np.exp(log_theta - np.max(log_theta)))
     top = float(np.max(log_theta))
     rel = np.exp(log_theta - top)  # in (0, 1]
     ratio = second_moment_ratio(rel)
-    ci = ratio_bootstrap_ci(rel, confidence, resamples, seed)
+    lower = ratio_is_lower_bound(ess, samples.inits, min_ess)
+    ci = None if lower else ratio_bootstrap_ci(rel, confidence, resamples, seed)
     try:
         theta, f = samples.theta[:, 0], samples.f[:, 0]
     except NtkscopeRangeError:
         raise NtkscopeRangeError(
-            f"depth: Theta0(x, x) or f0(x) exceeds the float64 range at depth {net.depth}; "
+            f"depth: Theta0(x, x) or f0(x) exceeds the float64 range at depth {mlp.depth}; "
             "use sample_ntk for their log-scales"
         ) from None
     scale = math.exp(top)  # top <= log(max theta) < 710: theta is representable
     mean = float(np.mean(rel)) * scale
     std = float(np.std(rel, ddof=1)) * scale
     return NTKVarianceResult(
-        activation=net.activation.name,
-        sigma_w2=net.sigma_w2,
-        sigma_b2=net.sigma_b2,
-        depth=net.depth,
-        width=net.widths,
-        input_dim=net.input_dim,
-        inits=inits,
+        activation=mlp.activation.name,
+        sigma_w2=mlp.sigma_w2,
+        sigma_b2=mlp.sigma_b2,
+        depth=mlp.depth,
+        width=mlp.widths,
+        input_dim=mlp.input_dim,
+        inits=samples.inits,
         method=method,
         seed=int(seed),
         ratio=ratio,
         ratio_ci=ci,
+        ess=ess,
+        ratio_is_lower_bound=lower,
         mean=mean,
         std=std,
         theory_mean=float(mf.ntk_mean_diag),
-        hanin_nica=hanin_nica(net.widths) if net.activation.closed_form == "relu" else None,
+        hanin_nica=hanin_nica(mlp.widths) if mlp.activation.closed_form == "relu" else None,
         seconds=time.perf_counter() - t0,
+        network=spec,
         confidence=float(confidence),
         theta=theta,
         f=f,
     )
+
+
+def _scalar_positive(name: str, value: Any) -> float:
+    arr = positive(name, value)
+    if arr.ndim != 0:
+        raise NtkscopeInputError(f"{name}: expected a single number, got shape {arr.shape}")
+    return float(arr)
+
+
+def _adaptive(target_ess: Any, max_inits: Any, inits: int) -> tuple[float | None, int]:
+    """Validated ``(target_ess, budget)`` of :func:`ntk_variance`."""
+    if target_ess is None:
+        if max_inits is not None:
+            raise NtkscopeInputError("max_inits: is the budget of target_ess; give target_ess "
+                                     "too (or use inits for a fixed number of draws)")
+        return None, inits
+    target = _scalar_positive("target_ess", target_ess)
+    budget = positive_int("max_inits", MAX_INITS if max_inits is None else max_inits,
+                          minimum=inits)
+    if target > budget:
+        raise NtkscopeInputError(
+            f"target_ess: {target:g} cannot be reached with max_inits = {budget} draws (the "
+            "ESS is at most the number of draws); raise max_inits or lower target_ess"
+        )
+    return target, budget
+
+
+def _concat(parts: list[NTKSamples]) -> NTKSamples:
+    """Consecutive draws (``start`` continuing) as one :class:`NTKSamples`; each row keeps its
+    own log-scale."""
+    first = parts[0]
+    cat = [np.concatenate([getattr(p, k) for p in parts])
+           for k in ("theta_scaled", "theta_log_scale", "f_scaled", "f_log_scale")]
+    return NTKSamples(*cat, first.method, first.seed, first.start, first.diagonal)

@@ -66,8 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ntkscope.check import check_network, kappa_cut, theory_condition
+    from ntkscope.defaults import MIN_ESS
     from ntkscope.io import check_output_file
     from ntkscope.report import write_report
+    from ntkscope.statistics import format_ess
 
     target = None if args.html is None else check_output_file(args.html, "html")
     res = check_network(
@@ -85,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
         print_json(res.to_dict())
         return 0
     e, v, t, tr = res.evidence, res.verdict, res.thresholds, res.training
-    lo, hi = e.ratio_ci
     rows: list[tuple[str, str, str]] = [
         ("phase", e.phase, "chi1 < 1 ordered, > 1 chaotic"),
         ("chi1", fmt(e.chi1), "1"),
@@ -93,10 +94,14 @@ def run(args: argparse.Namespace) -> int:
         ("kappa1/kappa2", fmt(e.kappa_ratio),
          f"nearly degenerate below {kappa_cut(e.samples, t):.5g} "
          f"(condition ~{theory_condition(e.kappa_ratio, e.samples):.3g})"),
-        ("R = E[Theta0^2]/E[Theta0]^2", fmt(e.ratio),
+        ("R = E[Theta0^2]/E[Theta0]^2",
+         fmt(e.ratio) if e.ratio_ci is not None else f"R >= {e.ratio:.6g}",
          f"pass if CI <= {t.ratio_deterministic:g}, fail if >= {t.ratio_random:g}: "
          f"{v.criteria['randomness']}"),
-        ("95% CI of R", f"[{lo:.6g}, {hi:.6g}]", ""),
+        ("95% CI of R", "none: R is a lower bound (heavy tail)" if e.ratio_ci is None
+         else f"[{e.ratio_ci[0]:.6g}, {e.ratio_ci[1]:.6g}]", ""),
+        ("ESS of Theta0^2 weights", format_ess(res.variance.ess, res.variance.inits),
+         f"R is a lower bound below {MIN_ESS:g}"),
     ]
     if e.hanin_nica is not None:
         rows.append(("Hanin & Nica exp(5L/M)", fmt(e.hanin_nica), "ReLU (2, 0) law"))
