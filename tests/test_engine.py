@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ntkscope import MLP, NtkscopeInputError
+from ntkscope import MLP, NetworkSpec, NtkscopeInputError
 from ntkscope.engine import (
     NtkscopeRangeError,
     check_finite,
@@ -65,7 +65,7 @@ def test_lowrank_rescaled_pass_equals_plain_pass(
     """Powers of two commute with every operation: forcing the rescaled domain changes only
     rounding (cases without exactly degenerate layer inputs, whose basis rounding decides)."""
     X = np.random.default_rng(0).standard_normal((samples, 7))
-    args = (activation, sw2, sb2, depth, width, X, 16)
+    args = (NetworkSpec(activation, sw2, sb2, depth, width), X, 16)
     plain = sample_ntk(*args, seed=1, dtype=dtype)
     with monkeypatch.context() as m:
         m.setattr(MLP, "guarded", lambda self, dtype, compute: compute(None))
