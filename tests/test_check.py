@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from ntkscope import NetworkSpec
-from ntkscope.check import THRESHOLDS, Evidence, check_network, judge
+from ntkscope.check import check_network
 from ntkscope.cli.main import main
+from ntkscope.verdict import THRESHOLDS, Evidence, judge
 
 KEYS = ["phase", "chi1", "sigma_w2_eoc", "kappa_ratio", "ratio", "ratio_ci", "ntk_change",
         "loss_drop", "ntk_regime", "reasons"]
@@ -131,14 +132,16 @@ def test_lower_bound_in_json_table_and_html(capsys: pytest.CaptureFixture[str],
 
 
 def test_ordered_shallow_wide_is_yes() -> None:
-    res = check_network("relu", 1.0, 0.1, 1, 1024, samples=32, inits=300, train_steps=50)
+    res = check_network(NetworkSpec("relu", 1.0, 0.1, 1, 1024), samples=32,
+                        inits=300, train_steps=50)
     e, v = res.evidence, res.verdict
     assert e.phase == "ordered" and v.ntk_regime == "yes" and v.trainable
     assert e.ratio_ci[1] <= 1.1 and e.ntk_change is not None and e.ntk_change <= 0.1
 
 
 def test_chaotic_deep_narrow_is_no_for_randomness() -> None:
-    res = check_network("relu", 4.0, 0.1, 30, 30, samples=32, inits=500, train_steps=50)
+    res = check_network(NetworkSpec("relu", 4.0, 0.1, 30, 30), samples=32,
+                        inits=500, train_steps=50)
     e, v = res.evidence, res.verdict
     assert e.phase == "chaotic" and v.ntk_regime == "no"
     assert v.criteria["randomness"] == "fail" and e.ratio >= 2.0
@@ -148,7 +151,8 @@ def test_chaotic_deep_narrow_is_no_for_randomness() -> None:
 
 def test_edge_of_chaos_moderately_deep_is_borderline() -> None:
     # ReLU on the EOC, L/M = 0.08: R ~ 1.28 (CI inside (1.1, 2)), change ~ 0.26 in 50 steps
-    res = check_network("relu", 2.0, 0.1, 20, 256, samples=32, inits=500, train_steps=50)
+    res = check_network(NetworkSpec("relu", 2.0, 0.1, 20, 256), samples=32,
+                        inits=500, train_steps=50)
     e, v = res.evidence, res.verdict
     assert e.phase == "edge of chaos" and v.criteria["randomness"] == "borderline"
     assert 1.1 < e.ratio_ci[0] and e.ratio_ci[1] < 2.0
@@ -156,7 +160,8 @@ def test_edge_of_chaos_moderately_deep_is_borderline() -> None:
 
 
 def test_ordered_deep_is_yes_but_untrainable() -> None:
-    res = check_network("relu", 0.8, 0.1, 20, 64, samples=32, inits=300, train_steps=50)
+    res = check_network(NetworkSpec("relu", 0.8, 0.1, 20, 64), samples=32,
+                        inits=300, train_steps=50)
     v = res.verdict
     assert v.ntk_regime == "yes" and not v.trainable
     assert "untrainable" in v.reasons[0]

@@ -28,21 +28,13 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import Formatter, Locator, LogLocator, MaxNLocator, NullFormatter
 
-from ntkscope.check import (
-    BORDERLINE,
-    FAIL,
-    INCONCLUSIVE,
-    NO,
-    PASS,
-    YES,
-    CheckResult,
-    kappa_cut,
-)
+from ntkscope.check import CheckResult
 from ntkscope.defaults import MIN_ESS
 from ntkscope.io import atomic_open, check_output_file
 from ntkscope.plotting import phase_heatmap, plt
 from ntkscope.statistics import format_ratio
 from ntkscope.theory import chi1_fixed_point
+from ntkscope.verdict import BORDERLINE, FAIL, INCONCLUSIVE, NO, PASS, YES, kappa_cut
 
 __all__ = ["phase_diagram", "render_html", "write_report"]
 

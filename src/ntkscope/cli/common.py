@@ -8,10 +8,11 @@ import math
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from ntkscope.rendering import Renderable, fmt
 from ntkscope.spec import NetworkSpec
 from ntkscope.validation import NtkscopeInputError
 
@@ -132,16 +133,6 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-class Renderable(Protocol):
-    """What a result type provides for the CLI: its JSON, its title line and its rows."""
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-    def title(self) -> str: ...
-
-    def rows(self) -> list[tuple[str, Any]]: ...
-
-
 def print_result(result: Renderable, as_json: bool,
                  extra: Sequence[tuple[str, Any]] = ()) -> None:
     """The one printer: ``result.to_dict()`` as JSON, or its title, its column table (where
@@ -159,6 +150,10 @@ def print_result(result: Renderable, as_json: bool,
             print("  " + "".join(f"{v:>14d}" if isinstance(v, int) else f"{v:>14.6g}"
                                  for v in line))
     print_table([*result.rows(), *extra])
+    footer = getattr(result, "footer", None)
+    if footer is not None:
+        for line in footer():
+            print(line)
 
 
 @contextmanager
@@ -177,18 +172,19 @@ def name_flags(*names: str) -> Iterator[None]:
         raise
 
 
-def print_table(rows: list[tuple[str, Any]], title: str | None = None) -> None:
-    """Two-column key/value table."""
+def print_table(rows: Sequence[tuple[Any, ...]], title: str | None = None) -> None:
+    """Key/value table; rows of three entries ``(key, value, note)`` get an aligned value
+    column and the note after it."""
     if title:
         print(title)
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"  {key:<{width}}  {fmt(value)}")
-
-
-def fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.10g}"
-    return str(value)
+    if not rows:
+        return
+    cells = [(str(r[0]), fmt(r[1]), str(r[2]) if len(r) > 2 else None) for r in rows]
+    width = max(len(k) for k, _, _ in cells)
+    notes = any(n is not None for _, _, n in cells)
+    vwidth = max(len(v) for _, v, _ in cells) if notes else 0
+    for key, value, note in cells:
+        if notes:
+            print(f"  {key:<{width}}  {value:<{vwidth}}  {note or ''}".rstrip())
+        else:
+            print(f"  {key:<{width}}  {value}")
