@@ -12,17 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ntkscope.cli.common import (
-    FLOAT,
-    INT,
-    add_data_args,
-    add_device_arg,
-    add_json_arg,
-    add_network_args,
-    add_seed_arg,
-    network_spec,
-    print_result,
-)
+from ntkscope.cli import common
 from ntkscope.defaults import INITS
 
 
@@ -37,23 +27,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run), next to the mean-field phase, chi1, the EOC and kappa1/kappa2, and gives the "
         "verdict ntk_regime: yes, borderline or no, with the reasons (docs/check.md).",
     )
-    add_network_args(p)
-    add_data_args(p, "mnist", samples=128, what="training data (parity targets)")
-    p.add_argument("--inits", type=INT, default=INITS, metavar="N",
+    common.add_network_args(p)
+    common.add_data_args(p, "mnist", samples=128, what="training data (parity targets)")
+    p.add_argument("--inits", type=common.INT, default=INITS, metavar="N",
                    help=f"initializations for R (default {INITS})")
-    p.add_argument("--train-steps", type=INT, default=200, metavar="N",
+    p.add_argument("--train-steps", type=common.INT, default=200, metavar="N",
                    help="most gradient descent steps of the run (default 200)")
-    p.add_argument("--lr-scale", type=FLOAT, default=0.5, metavar="F",
+    p.add_argument("--lr-scale", type=common.FLOAT, default=0.5, metavar="F",
                    help="learning rate F * lr_max, lr_max = 2S/lambda_max(Theta_0) "
                    "(default 0.5)")
-    add_seed_arg(p, "the samples, the initializations and the network")
-    p.add_argument("--threads", type=INT, default=1, metavar="N",
+    common.add_seed_arg(p, "the samples, the initializations and the network")
+    p.add_argument("--threads", type=common.INT, default=1, metavar="N",
                    help="torch CPU threads for the training run (default 1: fastest on a "
                    "small or loaded machine)")
-    add_device_arg(p, "the sampling and the training run")
+    common.add_device_arg(p, "the sampling and the training run")
     p.add_argument("--html", metavar="FILE",
                    help="also write a self-contained HTML report (missing directories are created)")
-    add_json_arg(p)
+    common.add_json_arg(p)
     p.set_defaults(func=run)
 
 
@@ -64,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     target = None if args.html is None else check_output_file(args.html, "html")
     res = check_network(
-        network_spec(args), dataset=args.dataset, samples=args.samples, inits=args.inits,
+        common.network_spec(args), dataset=args.dataset, samples=args.samples, inits=args.inits,
         train_steps=args.train_steps, lr_scale=args.lr_scale, seed=args.seed,
         data_dir=args.data_dir, threads=args.threads, device=args.device,
         curve=target is not None,
@@ -73,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ntkscope check: note: {res.data_note}", file=sys.stderr)
     if target is not None:
         write_report(res, target)
-    print_result(res, args.json)
+    common.print_result(res, args.json)
     if target is not None and not args.json:
         print(f"report written to {target}")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ntkscope.cli.common import FLOAT, add_json_arg, print_json, print_table
+from ntkscope.cli import common
 from ntkscope.datasets import (
     DATA_ENV,
     IMAGE_SETS,
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("names", nargs="*", metavar="NAME",
                    help=f"data sets (default all: {', '.join(IMAGE_SETS)})")
     q.add_argument("--data-dir", metavar="DIR", help="directory with the full idx files")
-    add_json_arg(q)
+    common.add_json_arg(q)
     q.set_defaults(func=_info)
 
     q = actions.add_parser("download", help="download the full idx files (verified)",
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--mirror", action="append", metavar="URL",
                    help="base URL to fetch <URL>/<file>.gz from; repeat to try several in order "
                    "(default: the canonical mirrors)")
-    q.add_argument("--timeout", type=FLOAT, default=60.0, metavar="SECONDS",
+    q.add_argument("--timeout", type=common.FLOAT, default=60.0, metavar="SECONDS",
                    help="seconds per connection attempt (default 60)")
     q.set_defaults(func=_download)
 
@@ -63,9 +63,9 @@ def _info(args: argparse.Namespace) -> int:
         for name in names for split in SPLITS
     }
     if args.json:
-        print_json(rows)
+        common.print_json(rows)
     else:
-        print_table(list(rows.items()), title="Data sources (verified)")
+        common.print_table(list(rows.items()), title="Data sources (verified)")
     return 0
 
 

@@ -16,15 +16,7 @@ import time
 
 import numpy as np
 
-from ntkscope.cli.common import (
-    INT,
-    add_data_args,
-    add_json_arg,
-    add_network_args,
-    add_seed_arg,
-    network_spec,
-    print_result,
-)
+from ntkscope.cli import common
 from ntkscope.datasets import load_dataset
 from ntkscope.io import atomic_open, check_output_file
 from ntkscope.kernel_summary import kernel_summary
@@ -37,17 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compute the empirical NTK Theta0(X) of one randomly initialized network "
         "on S inputs and print its size, trace, extreme eigenvalues and condition number.",
     )
-    add_network_args(p)
-    add_data_args(p, "gaussian", samples=None,
+    common.add_network_args(p)
+    common.add_data_args(p, "gaussian", samples=None,
                   what="input data set (gaussian: uniform on the sphere |x|^2 = M0; images: "
                   "class-balanced, each scaled to |x|^2 = 784)")
-    p.add_argument("--input-dim", type=INT, default=784, metavar="M0",
+    p.add_argument("--input-dim", type=common.INT, default=784, metavar="M0",
                    help="input dimension M0 (default 784)")
-    add_seed_arg(p, "the inputs and of the network")
+    common.add_seed_arg(p, "the inputs and of the network")
     p.add_argument("--out", metavar="FILE.npy", help="save the S x S kernel (.npy)")
     p.add_argument("--save-params", metavar="FILE.npz",
                    help="save W1..W{L+1}, b1..b{L+1} and X (.npz)")
-    add_json_arg(p)
+    common.add_json_arg(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     out = None if args.out is None else check_output_file(args.out, "out", (".npy",))
     params_out = (None if args.save_params is None
                   else check_output_file(args.save_params, "save-params", (".npz",)))
-    spec = network_spec(args, args.input_dim)
+    spec = common.network_spec(args, args.input_dim)
     net = spec.mlp()
     data = load_dataset(args.dataset, args.samples, args.seed, data_dir=args.data_dir,
                         dim=args.input_dim)
@@ -80,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
     summary = dataclasses.replace(summary, seconds=time.perf_counter() - t0)
     if data.note:  # after every check passed: a failing command prints one line only
         print(f"ntkscope ntk: note: {data.note}", file=sys.stderr)
-    print_result(summary, args.json)
+    common.print_result(summary, args.json)
     return 0

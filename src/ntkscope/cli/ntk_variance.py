@@ -12,16 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ntkscope.cli.common import (
-    FLOAT,
-    INT,
-    add_device_arg,
-    add_json_arg,
-    add_network_args,
-    add_seed_arg,
-    network_spec,
-    print_result,
-)
+from ntkscope.cli import common
 from ntkscope.defaults import INITS, INPUT_DIM, MAX_INITS, MIN_ESS
 
 
@@ -37,22 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and, for ReLU, Hanin & Nica's exp(5 L/M). The default low-rank sampler is exact and "
         "O(M) per layer.",
     )
-    add_network_args(p)
-    p.add_argument("--input-dim", type=INT, default=INPUT_DIM, metavar="M0",
+    common.add_network_args(p)
+    p.add_argument("--input-dim", type=common.INT, default=INPUT_DIM, metavar="M0",
                    help=f"input dimension M0 (default {INPUT_DIM})")
-    p.add_argument("--inits", type=INT, default=INITS, metavar="N",
+    p.add_argument("--inits", type=common.INT, default=INITS, metavar="N",
                    help=f"independent initializations (default {INITS}; with --target-ess the "
                    "first batch)")
-    p.add_argument("--target-ess", type=FLOAT, metavar="E",
+    p.add_argument("--target-ess", type=common.FLOAT, metavar="E",
                    help="keep drawing initializations until the ESS reaches E (or --max-inits "
                    "draws); the draws equal those of one run with the final --inits")
-    p.add_argument("--max-inits", type=INT, metavar="N",
+    p.add_argument("--max-inits", type=common.INT, metavar="N",
                    help=f"budget of --target-ess (default {MAX_INITS:,})")
-    add_seed_arg(p, "the initializations and the bootstrap")
+    common.add_seed_arg(p, "the initializations and the bootstrap")
     p.add_argument("--method", default="lowrank", metavar="lowrank|dense",
                    help="exact low-rank sampler (default) or dense weights + empirical NTK")
-    add_device_arg(p, "the sampling")
-    add_json_arg(p)
+    common.add_device_arg(p, "the sampling")
+    common.add_json_arg(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ntkscope.sampling import ntk_variance  # torch: imported only when the command runs
 
     res = ntk_variance(
-        network_spec(args, args.input_dim),
+        common.network_spec(args, args.input_dim),
         inits=args.inits,
         seed=args.seed,
         method=args.method,
@@ -69,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
         target_ess=args.target_ess,
         max_inits=args.max_inits,
     )
-    print_result(res, args.json)
+    common.print_result(res, args.json)
     return 0

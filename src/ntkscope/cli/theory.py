@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ntkscope.cli.common import FLOAT, INT, add_init_args, add_json_arg, print_result
+from ntkscope.cli import common
 from ntkscope.theory.summary import theory_summary
 
 
@@ -16,20 +16,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "output NNGP variance/covariance, the expected NTK E Theta(x,x), E Theta(x,x') at the "
         "given widths, kappa1, kappa2 (Lemma 5.2), the fixed point q* and the phase.",
     )
-    add_init_args(p)
-    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
-    p.add_argument("--width", type=INT, default=100, metavar="M", help="hidden width (100)")
-    p.add_argument("--input-dim", type=INT, default=None, metavar="M0",
+    common.add_init_args(p)
+    p.add_argument("--depth", type=common.INT, required=True, metavar="L", help="hidden layers L")
+    p.add_argument("--width", type=common.INT, default=100, metavar="M", help="hidden width (100)")
+    p.add_argument("--input-dim", type=common.INT, default=None, metavar="M0",
                    help="input dimension M0 (default: the width)")
-    p.add_argument("--q0", type=FLOAT, default=1.0, help="|x|^2 / M0 of both inputs (1)")
-    p.add_argument("--c0", type=FLOAT, default=0.0,
+    p.add_argument("--q0", type=common.FLOAT, default=1.0, help="|x|^2 / M0 of both inputs (1)")
+    p.add_argument("--c0", type=common.FLOAT, default=0.0,
                    help="input covariance x.x'/M0, |c0| <= q0 (0); correlation is c0/q0")
-    add_json_arg(p)
+    common.add_json_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     res = theory_summary(args.activation, args.sigma_w2, args.sigma_b2, args.depth, args.width,
                          args.input_dim, q0=args.q0, c0=args.c0)
-    print_result(res, args.json)
+    common.print_result(res, args.json)
     return 0

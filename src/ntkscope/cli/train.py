@@ -19,18 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ntkscope.cli.common import (
-    FLOAT,
-    INT,
-    add_data_args,
-    add_device_arg,
-    add_json_arg,
-    add_network_args,
-    add_seed_arg,
-    name_flags,
-    network_spec,
-    print_result,
-)
+from ntkscope.cli import common
 from ntkscope.datasets import load_dataset
 from ntkscope.defaults import LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
 from ntkscope.io import check_output_file
@@ -51,36 +40,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "|Theta_t - Theta_0|_F / |Theta_0|_F at the snapshot steps and at the end "
         "(paper Section 4).",
     )
-    add_network_args(p)
-    add_data_args(p, "mnist", samples=128, what="training data (S samples, class-balanced)")
+    common.add_network_args(p)
+    common.add_data_args(p, "mnist", samples=128, what="training data (S samples, class-balanced)")
     p.add_argument("--target", default=None,
                    help="targets: parity (default for images: +1 even, -1 odd digit), "
                    "pair:A,B (+1 class A, -1 class B), sign (gaussian, its default)")
-    p.add_argument("--lr", type=FLOAT, default=None,
+    p.add_argument("--lr", type=common.FLOAT, default=None,
                    help=f"fixed learning rate (default {LEARNING_RATE:g}, the paper's)")
-    p.add_argument("--lr-scale", type=FLOAT, default=None, metavar="S",
+    p.add_argument("--lr-scale", type=common.FLOAT, default=None, metavar="S",
                    help="S * lr_max, lr_max = 2 S / lambda_max(Theta_0); with --lr: a cap, "
                    "lr = min(--lr, S * lr_max)")
-    p.add_argument("--max-steps", type=INT, default=MAX_STEPS, metavar="N",
+    p.add_argument("--max-steps", type=common.INT, default=MAX_STEPS, metavar="N",
                    help=f"most gradient steps (default {MAX_STEPS})")
-    p.add_argument("--patience", type=INT, default=PATIENCE, metavar="N",
+    p.add_argument("--patience", type=common.INT, default=PATIENCE, metavar="N",
                    help=f"early stopping: steps without improvement (default {PATIENCE})")
-    p.add_argument("--min-delta", type=FLOAT, default=MIN_DELTA, metavar="F",
+    p.add_argument("--min-delta", type=common.FLOAT, default=MIN_DELTA, metavar="F",
                    help=f"early stopping: smallest decrease that counts (default {MIN_DELTA:g})")
     snapshots = ",".join(map(str, SNAPSHOTS))
     p.add_argument("--snapshots", default=snapshots, metavar="T1,T2,...",
                    help=f"steps at which the NTK change is measured (default {snapshots})")
-    add_seed_arg(p, "the samples and of the network")
+    common.add_seed_arg(p, "the samples and of the network")
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES),
                    help="floating-point type (default float64)")
-    add_device_arg(p, "the training")
-    p.add_argument("--threads", type=INT, default=1, metavar="N",
+    common.add_device_arg(p, "the training")
+    p.add_argument("--threads", type=common.INT, default=1, metavar="N",
                    help="torch CPU threads (default 1: the per-layer products are small and "
                    "more threads mostly add synchronization stalls; try more for M >= 1024)")
     p.add_argument("--plot", metavar="FILE.png",
                    help="write the loss curve (log scale) with the NTK changes marked")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_json_arg(p)
+    common.add_json_arg(p)
     p.set_defaults(func=run)
 
 
@@ -131,14 +120,14 @@ def run(args: argparse.Namespace) -> int:
 
     # The library validates every value when the configs are built (before any work); the
     # messages name the flags.
-    with name_flags("lr", "lr_scale", "max_steps", "patience", "min_delta", "threads"):
+    with common.name_flags("lr", "lr_scale", "max_steps", "patience", "min_delta", "threads"):
         rate = LearningRate(args.lr, args.lr_scale)
         stop = StoppingRule(args.max_steps, args.patience, args.min_delta)
         record = Recording(parse_snapshots(args.snapshots))
         execution = Execution(getattr(torch, args.dtype), args.device, args.threads,
                               progress=not args.quiet and stop.max_steps >= 1000)
     plot = None if args.plot is None else check_output_file(args.plot, "plot", (".png",))
-    spec = network_spec(args)
+    spec = common.network_spec(args)
     data = load_dataset(args.dataset, args.samples, args.seed, target=args.target,
                         data_dir=args.data_dir)
     result = train(spec, data.X, data.y, batch=1, seed=args.seed, rate=rate, stop=stop,
@@ -148,6 +137,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ntkscope train: note: {data.note}", file=sys.stderr)
     if plot is not None:
         plot_training(result, plot)
-    print_result(result, args.json,
+    common.print_result(result, args.json,
                  extra=[] if plot is None else [("plot written to", str(plot))])
     return 0

@@ -13,16 +13,7 @@ import argparse
 import sys
 import warnings
 
-from ntkscope.cli.common import (
-    INT,
-    add_data_args,
-    add_device_arg,
-    add_json_arg,
-    add_network_args,
-    add_seed_arg,
-    network_spec,
-    print_result,
-)
+from ntkscope.cli import common
 from ntkscope.generalization import variance_report
 from ntkscope.predict import IllConditionedWarning
 
@@ -37,26 +28,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "held-out inputs (95% bootstrap interval). condition_number is the median over the "
         "sampled Theta0(X) with --monte-carlo, else that of the expected NTK E Theta0(X).",
     )
-    add_network_args(p)
-    add_data_args(p, "gaussian", samples=32, what="input data set of the S training inputs "
+    common.add_network_args(p)
+    common.add_data_args(p, "gaussian", samples=32, what="input data set of the S training inputs "
                   "(gaussian: uniform on the sphere |x|^2 = M0)")
-    p.add_argument("--test-points", type=INT, default=16, metavar="T",
+    p.add_argument("--test-points", type=common.INT, default=16, metavar="T",
                    help="held-out inputs (test split) the variance is averaged over (default 16)")
-    p.add_argument("--input-dim", type=INT, default=None, metavar="M0",
+    p.add_argument("--input-dim", type=common.INT, default=None, metavar="M0",
                    help="input dimension of the gaussian data set (default 784)")
-    p.add_argument("--monte-carlo", type=INT, default=None, metavar="N",
+    p.add_argument("--monte-carlo", type=common.INT, default=None, metavar="N",
                    help="also estimate the variance from N >= 2 initializations")
-    p.add_argument("--training-sets", type=INT, default=1, metavar="G",
+    p.add_argument("--training-sets", type=common.INT, default=1, metavar="G",
                    help="random training sets for Monte Carlo (N initializations each; "
                    "default 1)")
-    add_seed_arg(p, "data and networks")
-    add_device_arg(p, "the Monte Carlo sampling")
-    add_json_arg(p)
+    common.add_seed_arg(p, "data and networks")
+    common.add_device_arg(p, "the Monte Carlo sampling")
+    common.add_json_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    net = network_spec(args, input_dim=args.input_dim)
+    net = common.network_spec(args, input_dim=args.input_dim)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IllConditionedWarning)
         rep = variance_report(
@@ -66,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
         )
     for w in caught:
         print(f"ntkscope variance: warning: {w.message}", file=sys.stderr)
-    print_result(rep, args.json)
+    common.print_result(rep, args.json)
     return 0
