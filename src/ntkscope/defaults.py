@@ -6,8 +6,12 @@ imports it too, so every default has exactly one place (no copies kept in sync b
 
 from __future__ import annotations
 
-# Input dimension where a function has no inputs to read it from (MNIST's 28 x 28).
-INPUT_DIM = 784
+from ntkscope.datasets.specs import INPUT_DIM as _IMAGE_DIM
+
+# Input dimension where a function has no inputs to read it from (MNIST's 28 x 28 = 784).
+INPUT_DIM = _IMAGE_DIM
+# Floating dtypes a computation may run in, by name (float64 is every default).
+DTYPE_NAMES: tuple[str, ...] = ("float64", "float32")
 # Initializations for R = E[Theta0^2]/E[Theta0]^2 (ntk-variance, check).
 INITS = 1000
 # Level of every bootstrap interval.

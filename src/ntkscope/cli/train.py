@@ -21,14 +21,13 @@ import numpy as np
 
 from ntkscope.cli import common
 from ntkscope.datasets import load_dataset
-from ntkscope.defaults import LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
+from ntkscope.defaults import DTYPE_NAMES, LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
 from ntkscope.io import check_output_file
 from ntkscope.validation import NtkscopeInputError
 
 if TYPE_CHECKING:
     from ntkscope.training import TrainResult
 
-DTYPES = ("float64", "float32")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--snapshots", default=snapshots, metavar="T1,T2,...",
                    help=f"steps at which the NTK change is measured (default {snapshots})")
     common.add_seed_arg(p, "the samples and of the network")
-    p.add_argument("--dtype", default="float64", choices=sorted(DTYPES),
+    p.add_argument("--dtype", default="float64", choices=sorted(DTYPE_NAMES),
                    help="floating-point type (default float64)")
     common.add_device_arg(p, "the training")
     p.add_argument("--threads", type=common.INT, default=1, metavar="N",

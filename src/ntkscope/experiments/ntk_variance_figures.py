@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
-from ntkscope.defaults import MIN_ESS
+from ntkscope.defaults import INPUT_DIM, MIN_ESS
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.io import ensure_writable_dir
 from ntkscope.plotting import cell_edges, phase_heatmap, plt, save_figure, write_csv
@@ -36,7 +36,6 @@ from ntkscope.theory import eoc
 from ntkscope.validation import NtkscopeInputError
 
 KIND = "ntk_variance"
-INPUT_DIM = 784
 #: Part of every cell's config: 2 = summaries carry ``ess`` and ``ratio_is_lower_bound`` (and
 #: ``ratio_ci`` null for a lower bound). Cells stored without it (version 1) have other keys,
 #: so they are recomputed, never read as if complete.
