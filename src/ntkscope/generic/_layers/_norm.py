@@ -1,0 +1,71 @@
+"""The affine parameters of ``BatchNorm1d/2d/3d``, ``LayerNorm``, ``GroupNorm`` and
+``RMSNorm``: ``y = xhat * w + b`` elementwise per feature ``c`` (broadcast over positions).
+
+``xhat`` is the normalized input (recomputed from the captured input with the layer's own
+statistics: running statistics for BatchNorm in eval mode, the sample's own for the others),
+``J^w_{i,o,c} = sum_p g_{i,o,c,p} xhat_{i,c,p}``, ``J^b_{i,o,c} = sum_p g_{i,o,c,p}``: only
+``C`` numbers per sample, always materialized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ntkscope.generic._layers._base import CHUNK_ELEMENTS, Dims, LayerCall
+
+__all__ = ["NormCall", "norm_support"]
+
+_BATCH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def norm_support(module: nn.Module) -> str | None:
+    """Why ``module`` is not handled (``None``: it is)."""
+    return None
+
+
+class NormCall(LayerCall):
+    """One call of a norm layer with an elementwise affine transform."""
+
+    def _channel_first(self) -> bool:
+        return isinstance(self.module, (*_BATCH, nn.GroupNorm))
+
+    def _xhat(self) -> Tensor:
+        m, x = self.module, self.x
+        if isinstance(m, _BATCH):
+            if m.training or m.running_mean is None:
+                axes = [0, *range(2, x.dim())]
+                mean = x.mean(axes, keepdim=True)
+                var = x.var(axes, unbiased=False, keepdim=True)
+            else:
+                shape = [1, -1] + [1] * (x.dim() - 2)
+                mean, var = m.running_mean.view(shape), m.running_var.view(shape)
+            return (x - mean) / torch.sqrt(var + m.eps)
+        if isinstance(m, nn.GroupNorm):
+            return F.group_norm(x, m.num_groups, None, None, m.eps)
+        if isinstance(m, nn.LayerNorm):
+            return F.layer_norm(x, m.normalized_shape, None, None, m.eps)
+        return F.rms_norm(x, m.normalized_shape, None, m.eps)
+
+    def _per_feature(self, t: Tensor) -> Tensor:
+        """Sum over positions: ``(N, C)``."""
+        if self._channel_first():
+            return t.reshape(self.n, t.shape[1], -1).sum(2)
+        k = len(self.module.normalized_shape)
+        feats = t.shape[t.dim() - k:].numel()
+        return t.reshape(self.n, -1, feats).sum(1)
+
+    def dims(self) -> Dims:
+        w = self.module.weight
+        c = w.numel() if w is not None else self.module.bias.numel()
+        return Dims(1, 1, 1, 1, c, c, gram=False)
+
+    def weight_grad_chunks(self, g: Tensor, limit: int | None = CHUNK_ELEMENTS
+                           ) -> Iterator[Tensor]:
+        yield self._per_feature(g * self._xhat())
+
+    def bias_grads(self, g: Tensor) -> Tensor:
+        return self._per_feature(g)
