@@ -32,6 +32,7 @@ no ``Na x Na``).
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,11 +53,12 @@ _BYTE_COST = 1.0
 
 @dataclass
 class Part:
-    """One supported module and the parameters of ``names`` it owns (``weight``/``bias``:
-    their names in the problem, or None). ``clone_in``/``clone_out``: the module's input or
-    output is modified in place later in the forward, so the capture keeps a copy."""
+    """One supported module (its ``path`` in the model) and the parameters of ``names`` it
+    owns (``weight``/``bias``: their names in the problem, or None). ``clone_in`` /
+    ``clone_out``: the module's input or output is modified in place later in the forward, so
+    the capture keeps a copy."""
 
-    module: nn.Module
+    path: str
     cls: type[LayerCall]
     weight: str | None
     bias: str | None
@@ -133,7 +135,8 @@ def _capture(problem: Problem, x: Inputs, pl: Plan) -> _Capture:
             return out.clone() if part.clone_out else None
         return hook
 
-    handles = [p.module.register_forward_hook(make(k, p), prepend=True)
+    handles = [problem.model.get_submodule(p.path).register_forward_hook(make(k, p),
+                                                                          prepend=True)
                for k, p in enumerate(parts)]
     try:
         with torch.enable_grad():
@@ -146,7 +149,8 @@ def _capture(problem: Problem, x: Inputs, pl: Plan) -> _Capture:
         call = calls[k]
         if counts[k] != 1 or call is None:
             what = "never called" if counts[k] == 0 else f"called {counts[k]} times"
-            pl.drop(part, f"{type(part.module).__name__} {what} in one forward")
+            kind = type(problem.model.get_submodule(part.path)).__name__
+            pl.drop(part, f"{kind} {what} in one forward")
             redo = True
         elif call.y.dim() == 0 or call.y.shape[0] != x.n or call.x.dim() == 0 \
                 or call.x.shape[0] != x.n or not call.y.requires_grad:
@@ -188,19 +192,25 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
     cached = problem.cache.get(key)
     if cached is not None:
         return cached
+    stamp = _fingerprint(problem, names)
+    per_model = _PLANS.setdefault(problem.model, {})
+    cached = per_model.get(stamp)
+    if cached is not None:
+        problem.cache[key] = cached
+        return cached
     wanted = {id(problem.params[n]): n for n in names}
     owners: dict[int, int] = {}
     for module in problem.model.modules():
         for p in module.parameters(recurse=False):
             owners[id(p)] = owners.get(id(p), 0) + 1
     pl = Plan([], [])
-    for module in problem.model.modules():
+    for path, module in problem.model.named_modules():
         own = {a: wanted[id(p)] for a, p in module.named_parameters(recurse=False)
                if id(p) in wanted}
         if not own:
             continue
         cls, reason = handler(module)
-        part = Part(module, cls or LayerCall, own.get("weight"), own.get("bias"))
+        part = Part(path, cls or LayerCall, own.get("weight"), own.get("bias"))
         for attr, name in own.items():
             why = reason
             if why is None and attr not in ("weight", "bias"):
@@ -224,8 +234,23 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
     if pl.parts:
         _verify(problem, pl, x.take(0, min(2, x.n)))
     pl.fallback = [n for n in names if n in set(pl.fallback)]
-    problem.cache[key] = pl
+    problem.cache[key] = per_model[stamp] = pl
     return pl
+
+
+# Plans per model, keyed by :func:`_fingerprint` (a plan holds no reference to the model).
+_PLANS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], Plan]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _fingerprint(problem: Problem, names: Sequence[str]) -> tuple[Any, ...]:
+    """What a plan depends on: the forward function, the modules (identity, type, mode) and
+    the differentiated parameters (identity, shape, dtype)."""
+    modules = tuple((path, id(m), type(m), m.training)
+                    for path, m in problem.model.named_modules())
+    params = tuple((n, id(problem.params[n]), tuple(problem.params[n].shape),
+                    problem.params[n].dtype) for n in names)
+    return (id(problem.forward), modules, params)
 
 
 def _verify(problem: Problem, pl: Plan, x: Inputs) -> None:
@@ -261,10 +286,11 @@ def _verify(problem: Problem, pl: Plan, x: Inputs) -> None:
         part.x_elems = call.x[0].numel()
         part.y_elems = call.y[0].numel()
         bad = []
-        for name, rec in ((part.weight, call.weight_grads), (part.bias, call.bias_grads)):
+        one = part.cls(call.module, call.x[:1], call.y[:1])
+        for name, rec in ((part.weight, one.weight_grads), (part.bias, one.bias_grads)):
             if name is None:
                 continue
-            r = rec(g)[0].reshape(-1)
+            r = rec(g[:1]).reshape(-1)
             t = true[name]
             t = torch.zeros_like(r) if t is None else t.reshape(-1)
             if r.shape != t.shape or not bool(

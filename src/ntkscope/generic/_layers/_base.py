@@ -109,7 +109,8 @@ class LayerCall:
 
     def weight_grads(self, g: Tensor) -> Tensor:
         """Per-sample weight gradients ``(N, D)`` in the weight's layout."""
-        return torch.cat(list(self.weight_grad_chunks(g, None)), dim=1)
+        chunks = list(self.weight_grad_chunks(g, None))
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
     def weight_grad_chunks(self, g: Tensor, limit: int | None = CHUNK_ELEMENTS
                            ) -> Iterator[Tensor]:
