@@ -21,6 +21,8 @@ _LAZY = {
     "MLP": "ntkscope.networks",
     "Params": "ntkscope.networks",
     "empirical_ntk": "ntkscope.ntk",
+    "module_ntk": "ntkscope.generic",
+    "reference_module_ntk": "ntkscope.generic",
 }
 
 __all__ = [
