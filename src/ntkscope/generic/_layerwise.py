@@ -83,6 +83,7 @@ class Plan:
     reasons: dict[str, str] = field(default_factory=dict)
     outputs: int = 0
     graph_elems: int = 0
+    checked: int = 0
 
     def drop(self, part: Part, reason: str, names: Sequence[str] | None = None) -> None:
         """Send ``names`` (default: all of the part's) to the Jacobian path."""
@@ -185,17 +186,19 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
 
     A parameter is handled when it is the ``weight`` or ``bias`` of a supported module (exact
     type) that owns it alone, the module is called once per forward with the samples on the
-    first axis, and on a random cotangent of sample 0 of ``x`` the gradient reconstructed from
-    the captured factors equals autograd's (so no other use of the parameter is missed).
+    first axis, and on a random cotangent of sample 0 of ``x`` (run with its first two
+    samples) the gradient reconstructed from sample 0's captured factors equals autograd's (so
+    no other use of the parameter, and no mixing of samples, is missed). A plan checked on one
+    sample only is redone when two are available.
     """
     key = ("layerwise.plan", tuple(names))
     cached = problem.cache.get(key)
-    if cached is not None:
+    if cached is not None and (cached.checked >= 2 or x.n < 2):
         return cached
     stamp = _fingerprint(problem, names)
     per_model = _PLANS.setdefault(problem.model, {})
     cached = per_model.get(stamp)
-    if cached is not None:
+    if cached is not None and (cached.checked >= 2 or x.n < 2):
         problem.cache[key] = cached
         return cached
     wanted = {id(problem.params[n]): n for n in names}
@@ -231,8 +234,9 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
         if n not in taken:
             pl.fallback.append(n)
             pl.reasons[n] = "not a weight or bias of a supported layer"
+    pl.checked = min(2, x.n)
     if pl.parts:
-        _verify(problem, pl, x.take(0, min(2, x.n)))
+        _verify(problem, pl, x.take(0, pl.checked))
     pl.fallback = [n for n in names if n in set(pl.fallback)]
     problem.cache[key] = per_model[stamp] = pl
     return pl
@@ -345,7 +349,7 @@ class _Acc:
     def __init__(self, part: Part, ca: LayerCall, cb: LayerCall | None, mode: str,
                  outputs: int, how: str) -> None:
         self.part, self.ca, self.cb, self.mode, self.outputs = part, ca, cb, mode, outputs
-        self.gram = how == "gram" and part.weight is not None
+        self.gram = how == "gram" and part.weight is not None and ca.dims().gram
         # parameters formed as per-sample gradients
         self.mat_weight = part.weight is not None and not self.gram
         self.mat_bias = part.bias is not None and not (self.gram and ca.bias_in_gram)
