@@ -10,10 +10,10 @@ tile functions), ``_api`` (validation, method choice, tiling), ``_reference``.
 
 from __future__ import annotations
 
-from ntkscope.generic._api import Method, module_ntk
+from ntkscope.generic._api import Method, method_functions, module_ntk
 from ntkscope.generic._factory import init_model, load_factory
 from ntkscope.generic._inputs import Inputs
-from ntkscope.generic._memory import default_budget, parse_memory
+from ntkscope.generic._memory import activation_profile, default_budget, parse_memory
 from ntkscope.generic._problem import Problem, build_problem
 from ntkscope.generic._reference import reference_module_ntk
 
@@ -21,10 +21,12 @@ __all__ = [
     "Inputs",
     "Method",
     "Problem",
+    "activation_profile",
     "build_problem",
     "default_budget",
     "init_model",
     "load_factory",
+    "method_functions",
     "module_ntk",
     "parse_memory",
     "reference_module_ntk",

@@ -55,7 +55,8 @@ def _method(value: Any) -> Method:
         raise NtkscopeInputError(f"method: expected one of {choices}, got {value!r}") from None
 
 
-def _functions(method: Method) -> tuple[Block, Estimate]:
+def method_functions(method: Method) -> tuple[Block, Estimate]:
+    """The block and estimate functions of ``method`` (not AUTO)."""
     if method is Method.LAYERWISE:
         mod = _layerwise()
         if mod is None:
@@ -93,18 +94,23 @@ def _batch_dependent(module: nn.Module) -> str | None:
     return None
 
 
-def check_coupling(problem: Problem, x: Inputs) -> None:
-    """Refuse models whose output on sample ``i`` depends on other samples (or on chance): by
-    module type (``BatchNorm`` in training mode or without running statistics, dropout in
-    training mode), then numerically: ``f(x[:B])[i]`` must equal ``f(x[i:i+1])`` for the first
-    few samples (to ``sqrt(eps)`` of the output scale)."""
-    for name, module in problem.model.named_modules():
+def check_modules(model: nn.Module) -> None:
+    """Refuse, by module type, models whose output on sample ``i`` depends on other samples or
+    on chance (``BatchNorm`` in training mode or without running statistics, dropout in
+    training mode)."""
+    for name, module in model.named_modules():
         why = _batch_dependent(module)
         if why is not None:
             raise NtkscopeInputError(
                 f"model couples samples: {name or 'the model'} ({type(module).__name__}) {why}; "
                 "the NTK is defined per sample: call model.eval() first (or use a "
                 "per-sample normalization)")
+
+
+def check_coupling(problem: Problem, x: Inputs) -> None:
+    """Refuse models whose output on sample ``i`` depends on other samples, numerically:
+    ``f(x[:B])[i]`` must equal ``f(x[i:i+1])`` for the first few samples (to ``sqrt(eps)`` of
+    the output scale)."""
     if x.n < 2:
         return
     batch = x.take(0, min(x.n, COUPLING_BATCH))
@@ -188,6 +194,17 @@ def _fits(estimate: Estimate, problem: Problem, names: Sequence[str], budget: in
     return lo
 
 
+def transposed(tile: torch.Tensor) -> torch.Tensor:
+    """``Theta(x_b, x_a)`` from ``Theta(x_a, x_b)``: ``(Nb, Na)`` or ``(Nb, Na, O, O)``."""
+    return tile.T if tile.dim() == 2 else tile.permute(1, 0, 3, 2)
+
+
+def symmetrized(tile: torch.Tensor) -> torch.Tensor:
+    """A symmetric tile made exactly symmetric, ``(K + K^T) / 2`` (the methods agree with it up
+    to rounding)."""
+    return tile if tile.dim() == 1 else (tile + transposed(tile)) / 2
+
+
 def _tiled(block: Block, problem: Problem, x1: Inputs, x2: Inputs | None,
            names: Sequence[str], t: int, n_out: int) -> torch.Tensor:
     """The kernel from tiles of ``t`` samples; a symmetric kernel from its upper triangle."""
@@ -202,11 +219,13 @@ def _tiled(block: Block, problem: Problem, x1: Inputs, x2: Inputs | None,
     if x2 is None:
         for a, (lo, xa) in enumerate(rows):
             for lo2, xb in rows[a:]:
-                tile = block(problem, xa, None if lo2 == lo else xb, names)
+                if lo2 == lo:
+                    kernel[lo:lo + xa.n, lo:lo + xa.n] = symmetrized(block(problem, xa, None,
+                                                                           names))
+                    continue
+                tile = block(problem, xa, xb, names)
                 kernel[lo:lo + xa.n, lo2:lo2 + xb.n] = tile
-                if lo2 != lo:
-                    kernel[lo2:lo2 + xb.n, lo:lo + xa.n] = (
-                        tile.T if out == "trace" else tile.permute(1, 0, 3, 2))
+                kernel[lo2:lo2 + xb.n, lo:lo + xa.n] = transposed(tile)
         return kernel
     for lo, xa in rows:
         for lo2, xb in x2.batched(t):
@@ -297,12 +316,14 @@ def module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: str = "trac
             raise NtkscopeInputError("output='diagonal' is Theta(x_i, x_i) of x1: x2 must be None")
         b = Inputs.of(x2, "x2")
         a.check_like(b)
+    check_modules(problem.model)
     _devices(problem, a)
     if b is not None:
         _devices(problem, b)
     device = next(iter(problem.params.values())).device
     budget = default_budget(device) if max_memory is None else parse_memory(max_memory)
 
+    _check_outputs(problem, a.take(0, 1), 1)  # model errors on the inputs first, clearly
     prof = activation_profile(problem, a)
     problem.cache["probe"] = a
     check_chunk = max(1, budget // (problem.itemsize * 4 * max(prof.total, 1)))
@@ -313,7 +334,7 @@ def module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: str = "trac
 
     if chosen is Method.AUTO:
         chosen = choose(problem, a)
-    block, estimate = _functions(chosen)
+    block, estimate = method_functions(chosen)
     n2 = None if b is None else b.n
     result = {"trace": a.n * (n2 or a.n), "diagonal": a.n,
               "full": a.n * (n2 or a.n) * n_out * n_out}[output] * problem.itemsize
@@ -330,6 +351,8 @@ def module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: str = "trac
     top = a.n if b is None or output == "diagonal" else max(a.n, b.n)
     if t >= top:
         kernel = block(problem, a, b, names)
+        if b is None:
+            kernel = symmetrized(kernel)
     else:
         kernel = _tiled(block, problem, a, b, names, t, n_out)
     return kernel.detach()

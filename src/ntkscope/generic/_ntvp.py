@@ -12,6 +12,7 @@ the largest activation for the vmapped forward-mode passes. "diagonal" needs no 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -49,7 +50,10 @@ def block(problem: Problem, xa: Inputs, xb: Inputs | None, names: Sequence[str])
             return torch.diagonal(rows, dim1=0, dim2=2).sum(-1)  # (Nb,)
         return rows.permute(1, 0, 2)  # (Nb, O_a, O_b)
 
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # torch's forward-mode AD scripts its decompositions on first use (its own warning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                category=DeprecationWarning)
         return vmap(per_sample)(*xa.tensors())
 
 
