@@ -49,6 +49,10 @@ __all__ = ["Plan", "block", "estimate", "plan", "route"]
 
 # Bytes of memory traffic counted as one multiply-add in the route's cost model.
 _BYTE_COST = 1.0
+# Largest number of output-gradient scalars (all layers, both sides) held for one chunk of
+# outputs.
+GRAD_ELEMENTS = 1 << 25
+BATCHED = False
 
 
 @dataclass
@@ -291,7 +295,10 @@ def _verify(problem: Problem, pl: Plan, x: Inputs) -> None:
         part.y_elems = call.y[0].numel()
         bad = []
         one = part.cls(call.module, call.x[:1], call.y[:1])
-        for name, rec in ((part.weight, one.weight_grads), (part.bias, one.bias_grads)):
+        def bias(gi: Tensor, one: LayerCall = one) -> Tensor:
+            return one.bias_grads(gi[:, None])
+
+        for name, rec in ((part.weight, one.weight_grads), (part.bias, bias)):
             if name is None:
                 continue
             r = rec(g[:1]).reshape(-1)
@@ -344,11 +351,11 @@ def route(dims: Dims, mode: str, na: int, nb: int | None, outputs: int) -> str:
 
 
 class _Acc:
-    """Accumulates one part's kernel contribution over the outputs ``o``."""
+    """Accumulates one part's kernel contribution over chunks of outputs."""
 
     def __init__(self, part: Part, ca: LayerCall, cb: LayerCall | None, mode: str,
-                 outputs: int, how: str) -> None:
-        self.part, self.ca, self.cb, self.mode, self.outputs = part, ca, cb, mode, outputs
+                 how: str) -> None:
+        self.part, self.ca, self.cb, self.mode = part, ca, cb, mode
         self.gram = how == "gram" and part.weight is not None and ca.dims().gram
         # parameters formed as per-sample gradients
         self.mat_weight = part.weight is not None and not self.gram
@@ -356,8 +363,10 @@ class _Acc:
         self.ka: Tensor | None = None
         self.kb: Tensor | None = None
         self.total: Tensor | None = None
-        self.store_a: list[list[Tensor]] = []
-        self.store_b: list[list[Tensor]] = []
+        # "full": per output chunk, the materialized blocks (N, c, d) of both sides; per
+        # output, the gradient-side factors of the Gram route
+        self.mats: list[tuple[list[Tensor], list[Tensor]]] = []
+        self.factors: list[tuple[Tensor, Tensor]] = []
 
     def _add(self, t: Tensor) -> None:
         self.total = t if self.total is None else self.total + t
@@ -372,91 +381,94 @@ class _Acc:
         return k
 
     def step(self, ga: Tensor, gb: Tensor | None) -> None:
-        """Output gradients of one output ``o`` on both sides (``gb`` None: symmetric)."""
+        """Output gradients ``(N, c, ...)`` of a chunk of outputs on both sides (``gb`` None:
+        symmetric)."""
         if self.gram:
             if self.ka is None:
                 self.ka = self._input_gram()
-            ba = self.ca.b_factor(ga)
-            bb = None if gb is None else self.cb.b_factor(gb)
-            if self.mode == "full":
-                self.store_a.append([ba])
-                self.store_b.append([ba if bb is None else bb])
-            else:
+            for k in range(ga.shape[1]):
+                ba = self.ca.b_factor(ga[:, k])
+                bb = None if gb is None else self.cb.b_factor(gb[:, k])
+                if self.mode == "full":
+                    self.factors.append((ba, ba if bb is None else bb))
+                    continue
                 kb = torch.matmul(ba, ba.mT) if self.mode == "diagonal" else gram(ba, bb)
                 self.kb = kb if self.kb is None else self.kb.add_(kb)
-        vecs_a: list[Tensor] = []
-        vecs_b: list[Tensor] = []
-        if self.mat_weight:
-            chunks_a = self.ca.weight_grad_chunks(ga)
-            chunks_b = None if gb is None else self.cb.weight_grad_chunks(gb)
-            for ja in chunks_a:
-                jb = ja if chunks_b is None else next(chunks_b)
-                if self.mode == "full":
-                    vecs_a.append(ja)
-                    vecs_b.append(jb)
-                else:
-                    self._add(_vector_term(ja, None if gb is None else jb, self.mode))
-        if self.mat_bias:
-            ja = self.ca.bias_grads(ga)
-            jb = ja if gb is None else self.cb.bias_grads(gb)
+        blocks_a: list[Tensor] = []
+        blocks_b: list[Tensor] = []
+
+        def take(ja: Tensor, jb: Tensor | None) -> None:
             if self.mode == "full":
-                vecs_a.append(ja)
-                vecs_b.append(jb)
+                blocks_a.append(ja)
+                blocks_b.append(ja if jb is None else jb)
             else:
-                self._add(_vector_term(ja, None if gb is None else jb, self.mode))
-        if self.mode == "full" and vecs_a:
-            if self.gram:
-                self.store_a[-1] += vecs_a
-                self.store_b[-1] += vecs_b
-            else:
-                self.store_a.append(vecs_a)
-                self.store_b.append(vecs_b)
+                self._add(_vector_term(ja, jb, self.mode))
+
+        if self.mat_weight:
+            chunks_b = None if gb is None else self.cb.weight_grad_chunks(gb)
+            for ja in self.ca.weight_grad_chunks(ga):
+                take(ja, None if chunks_b is None else next(chunks_b))
+        if self.mat_bias:
+            take(self.ca.bias_grads(ga), None if gb is None else self.cb.bias_grads(gb))
+        if blocks_a:
+            self.mats.append((blocks_a, blocks_b))
 
     def finish(self) -> Tensor | None:
         """The part's contribution (``None``: nothing was differentiable)."""
         if self.gram and self.mode != "full" and self.ka is not None and self.kb is not None:
             axes = (0, 2, 3) if self.mode == "diagonal" else (0, 2, 4)
             self._add((self.ka * self.kb).sum(axes))
-        if self.mode == "full" and self.store_a:
-            self._add(self._full())
+        if self.mode == "full":
+            if self.mats:
+                self._add(self._full_materialized())
+            if self.factors:
+                self._add(self._full_gram())
         return self.total
 
-    def _full(self) -> Tensor:
-        """``(Na, Nb, O, O)`` from the stored per-output factors and gradients."""
-        first = 1 if self.gram else 0
+    def _full_materialized(self) -> Tensor:
+        """``sum_d J_{i,o,d} J_{j,o',d}``: ``(Na, Nb, O, O)``."""
         total: Tensor | None = None
-        for k in range(first, len(self.store_a[0])):
-            ja = torch.stack([s[k] for s in self.store_a], 1)  # (Na, O, d)
-            jb = torch.stack([s[k] for s in self.store_b], 1)
+        for k in range(len(self.mats[0][0])):
+            ja = torch.cat([m[0][k] for m in self.mats], 1)  # (Na, O, d)
+            jb = torch.cat([m[1][k] for m in self.mats], 1)
             na, o, d = ja.shape
             nb = jb.shape[0]
             t = torch.matmul(ja.reshape(na * o, d), jb.reshape(nb * o, d).mT)
             t = t.reshape(na, o, nb, o).permute(0, 2, 1, 3)
             total = t if total is None else total + t
-        if self.gram:
-            assert self.ka is not None
-            ba = torch.stack([s[0] for s in self.store_a], 0)  # (O, G, Na, P, db)
-            bb = torch.stack([s[0] for s in self.store_b], 0)
-            o, g, na, p, db = ba.shape
-            nb, q = bb.shape[2], bb.shape[3]
-            right = bb.permute(1, 2, 3, 0, 4).reshape(g, nb * q * o, db)
-            rows = []
-            for oa in range(o):
-                m = torch.matmul(ba[oa].reshape(g, na * p, db), right.mT)
-                m = m.reshape(g, na, p, nb, q, o) * self.ka[..., None]
-                rows.append(m.sum((0, 2, 4)))  # (Na, Nb, O')
-            t = torch.stack(rows, 2)
-            total = t if total is None else total + t
         assert total is not None
         return total
 
+    def _full_gram(self) -> Tensor:
+        """``sum_{g,p,q} K_a[g,i,p,j,q] (B_{i,o,g,p} . B_{j,o',g,q})``: ``(Na, Nb, O, O)``."""
+        assert self.ka is not None
+        ba = torch.stack([f[0] for f in self.factors], 0)  # (O, G, Na, P, db)
+        bb = torch.stack([f[1] for f in self.factors], 0)
+        o, g, na, p, db = ba.shape
+        nb, q = bb.shape[2], bb.shape[3]
+        right = bb.permute(1, 2, 3, 0, 4).reshape(g, nb * q * o, db)
+        rows = []
+        for oa in range(o):
+            m = torch.matmul(ba[oa].reshape(g, na * p, db), right.mT)
+            m = m.reshape(g, na, p, nb, q, o) * self.ka[..., None]
+            rows.append(m.sum((0, 2, 4)))  # (Na, Nb, O')
+        return torch.stack(rows, 2)
+
 
 def _vector_term(ja: Tensor, jb: Tensor | None, mode: str) -> Tensor:
-    """``ja_i . jb_j`` ("trace"; ``jb`` None: ``ja`` with itself) or ``|ja_i|^2``
-    ("diagonal")."""
+    """Blocks ``(N, c, d)`` of per-sample gradients: ``sum_{o,d} ja . jb`` ("trace"; ``jb``
+    None: ``ja`` with itself) or ``sum |ja_i|^2`` ("diagonal")."""
     if mode == "diagonal":
-        return (ja * ja).sum(1)
-    return torch.matmul(ja, (ja if jb is None else jb).mT)
+        return (ja * ja).sum((1, 2))
+    a = ja.reshape(ja.shape[0], -1)
+    return torch.matmul(a, (a if jb is None else jb.reshape(jb.shape[0], -1)).mT)
+
+
+def output_chunk(pl: Plan, rows: int, outputs: int) -> int:
+    """Outputs whose gradients are taken together: as many as keep the gradients of every
+    captured layer (``rows`` samples) under :data:`GRAD_ELEMENTS` (at least one)."""
+    per_output = rows * max(1, sum(p.y_elems for p in pl.parts))
+    return max(1, min(outputs, GRAD_ELEMENTS // per_output))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +487,27 @@ def _zeros(problem: Problem, na: int, nb: int | None, outputs: int, device: torc
     return torch.zeros(shape, dtype=problem.dtype, device=device)
 
 
+def _output_grads(cap: _Capture, lo: int, hi: int, last: bool) -> list[Tensor]:
+    """``d f_o / d y`` for the outputs ``o = lo..hi-1`` and every captured layer output ``y``:
+    ``(N, hi - lo, *y.shape[1:])`` each, by one backward pass per output (the graph is freed after
+    the ``last`` one)."""
+    ys = [c.y for c in cap.calls]
+    if BATCHED and hi - lo > 1:
+        eye = torch.zeros(hi - lo, *cap.f.shape, dtype=cap.f.dtype, device=cap.f.device)
+        eye[torch.arange(hi - lo), :, torch.arange(lo, hi)] = 1
+        gs = torch.autograd.grad(cap.f, ys, eye, retain_graph=not last, allow_unused=True,
+                                 is_grads_batched=True)
+        return [torch.zeros(y.shape[0], hi - lo, *y.shape[1:], dtype=y.dtype, device=y.device)
+                if g is None else g.transpose(0, 1) for y, g in zip(ys, gs, strict=True)]
+    per: list[list[Tensor]] = [[] for _ in ys]
+    for o in range(lo, hi):
+        gs = torch.autograd.grad(cap.f[:, o].sum(), ys, retain_graph=not (last and o == hi - 1),
+                                 allow_unused=True)
+        for k, (y, g) in enumerate(zip(ys, gs, strict=True)):
+            per[k].append(torch.zeros_like(y) if g is None else g)
+    return [torch.stack(p, 1) if len(p) > 1 else p[0][:, None] for p in per]
+
+
 def _layer_block(problem: Problem, pl: Plan, xa: Inputs, xb: Inputs | None) -> Tensor:
     """The layer-wise contribution of ``pl.parts`` on one tile."""
     mode = problem.output
@@ -490,20 +523,15 @@ def _layer_block(problem: Problem, pl: Plan, xa: Inputs, xb: Inputs | None) -> T
     for k, part in enumerate(parts):
         ca = cap_a.calls[k]
         cb = None if cap_b is None else cap_b.calls[k]
-        how = route(ca.dims(), mode, xa.n, nb, outputs)
-        accs.append(_Acc(part, ca, cb, mode, outputs, how))
+        accs.append(_Acc(part, ca, cb, mode, route(ca.dims(), mode, xa.n, nb, outputs)))
     caps = [cap_a] if cap_b is None else [cap_a, cap_b]
-    for o in range(outputs):
-        last = o == outputs - 1
-        side_grads = []
-        for cap in caps:
-            gs = torch.autograd.grad(cap.f[:, o].sum(), [c.y for c in cap.calls],
-                                     retain_graph=not last, allow_unused=True)
-            side_grads.append([torch.zeros_like(c.y) if g is None else g.detach()
-                               for c, g in zip(cap.calls, gs, strict=True)])
+    chunk = output_chunk(pl, xa.n + (nb or 0), outputs)
+    for lo in range(0, outputs, chunk):
+        hi = min(outputs, lo + chunk)
+        grads = [_output_grads(cap, lo, hi, hi == outputs) for cap in caps]
         for k, acc in enumerate(accs):
-            acc.step(side_grads[0][k], None if cap_b is None else side_grads[1][k])
-        del side_grads
+            acc.step(grads[0][k], None if cap_b is None else grads[1][k])
+        del grads
     del caps, cap_a, cap_b
     out = _zeros(problem, xa.n, nb, outputs, xa.device)
     for acc in accs:

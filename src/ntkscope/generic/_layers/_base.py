@@ -83,16 +83,18 @@ class LayerCall:
         raise NotImplementedError
 
     def b_factor(self, g: Tensor) -> Tensor:
-        """``B`` of the output gradient ``g`` (shape of ``y``): ``(G, N, P, db)``."""
+        """``B`` of one output's gradient ``g`` (shape of ``y``): ``(G, N, P, db)``."""
         raise NotImplementedError
 
     def grad_pair(self, g: Tensor) -> tuple[Tensor, Tensor]:
-        """``(L, R)`` of shapes ``(N, G, r, P)`` and ``(N, G, P, c)`` with ``J = L @ R`` in the
-        weight's own layout (``G r`` leading rows, ``c`` columns)."""
+        """``(L, R)`` with ``J = L @ R`` (broadcast over the outputs) in the weight's own layout
+        for the gradients ``g`` of ``c`` outputs (``(N, c, *y.shape[1:])``): ``L`` of shape
+        ``(N, G, c or 1, r, P)``, ``R`` of shape ``(N, G, c or 1, P, k)``; the weight is
+        ``G r`` rows of ``k`` columns."""
         raise NotImplementedError
 
     def bias_grads(self, g: Tensor) -> Tensor:
-        """Per-sample bias gradients ``(N, C)``."""
+        """Per-sample bias gradients ``(N, c, C)`` of the gradients ``g`` of ``c`` outputs."""
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------
@@ -108,22 +110,39 @@ class LayerCall:
         return torch.matmul(a, a.mT)
 
     def weight_grads(self, g: Tensor) -> Tensor:
-        """Per-sample weight gradients ``(N, D)`` in the weight's layout."""
-        chunks = list(self.weight_grad_chunks(g, None))
+        """Per-sample weight gradients ``(N, D)`` of one output's gradient ``g``, in the
+        weight's layout."""
+        chunks = [j[:, 0] for j in self.weight_grad_chunks(g[:, None], None)]
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
     def weight_grad_chunks(self, g: Tensor, limit: int | None = CHUNK_ELEMENTS
                            ) -> Iterator[Tensor]:
-        """``J`` in column blocks of at most ``limit`` elements per sample (blocks of rows of
-        the weight; the same blocks for every call of the same module)."""
+        """``J`` for the gradients ``g`` of ``c`` outputs (``(N, c, ...)``) in blocks
+        ``(N, c, d)`` of at most ``limit`` elements per sample (blocks of rows of the weight;
+        the same blocks for every call of the same module)."""
         left, right = self.grad_pair(g)
-        n, groups, r, _ = left.shape
-        c = right.shape[-1]
-        rows = r if limit is None else max(1, min(r, limit // max(c, 1)))
+        n, groups, _, r, _ = left.shape
+        c, k = g.shape[1], right.shape[-1]
+        rows = r if limit is None else max(1, min(r, limit // max(c * k, 1)))
         for grp in range(groups):
+            rg = right[:, grp]
             for lo in range(0, r, rows):
-                block = torch.matmul(left[:, grp, lo:lo + rows], right[:, grp])
-                yield block.reshape(n, -1)
+                lg = left[:, grp, :, lo:lo + rows]  # (N, c or 1, rows, P)
+                yield _product(lg, rg).reshape(n, c, -1)
+
+
+def _product(left: Tensor, right: Tensor) -> Tensor:
+    """``left @ right`` of ``(N, cl, r, P)`` and ``(N, cr, P, k)`` (``cl`` or ``cr`` 1, or
+    equal) as one batched matmul per sample, without expanding the shared operand:
+    ``(N, c, r, k)``."""
+    n, cl, r, p = left.shape
+    cr, k = right.shape[1], right.shape[-1]
+    if cr == 1:
+        return torch.bmm(left.reshape(n, cl * r, p), right[:, 0]).reshape(n, cl, r, k)
+    if cl == 1:
+        out = torch.bmm(left[:, 0], right.permute(0, 2, 1, 3).reshape(n, p, cr * k))
+        return out.reshape(n, r, cr, k).transpose(1, 2)
+    return torch.matmul(left, right)
 
 
 def _gram(a: Tensor, b: Tensor) -> Tensor:

@@ -85,7 +85,7 @@ class ConvCall(LayerCall):
         return patches(xp, m.kernel_size, m.stride, m.dilation, m.groups)
 
     def _g(self, g: Tensor) -> Tensor:
-        """``(N, G, C_out/G, L)``."""
+        """One output's gradient as ``(N, G, C_out/G, L)``."""
         return g.reshape(self.n, self.module.groups, -1, _prod(g.shape[2:]))
 
     def dims(self) -> Dims:
@@ -103,7 +103,9 @@ class ConvCall(LayerCall):
         return self._g(g).permute(1, 0, 3, 2)
 
     def grad_pair(self, g: Tensor) -> tuple[Tensor, Tensor]:
-        return self._g(g), self._patches().mT
+        c = g.shape[1]
+        gg = g.reshape(self.n, c, self.module.groups, -1, _prod(g.shape[3:]))
+        return gg.transpose(1, 2), self._patches().mT.unsqueeze(2)
 
     def bias_grads(self, g: Tensor) -> Tensor:
-        return g.reshape(self.n, g.shape[1], -1).sum(2)
+        return g.reshape(self.n, g.shape[1], g.shape[2], -1).sum(3)

@@ -60,7 +60,10 @@ class ConvTransposeCall(LayerCall):
         return self._gpatches(g).permute(1, 0, 3, 2)
 
     def grad_pair(self, g: Tensor) -> tuple[Tensor, Tensor]:
-        return self._x(), self._gpatches(g).mT
+        c = g.shape[1]
+        gp = self._gpatches(g.reshape(self.n * c, *g.shape[2:]))  # (N c, G, C_out/G K, P)
+        gp = gp.reshape(self.n, c, *gp.shape[1:]).permute(0, 2, 1, 4, 3)
+        return self._x().unsqueeze(2), gp
 
     def bias_grads(self, g: Tensor) -> Tensor:
-        return g.reshape(self.n, g.shape[1], -1).sum(2)
+        return g.reshape(self.n, g.shape[1], g.shape[2], -1).sum(3)

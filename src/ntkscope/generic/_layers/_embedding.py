@@ -59,12 +59,13 @@ class EmbeddingCall(LayerCall):
                            ) -> Iterator[Tensor]:
         v, d = self.module.num_embeddings, self.module.embedding_dim
         idx = self._idx()
-        gg = g.reshape(self.n, -1, d)
-        rows = v if limit is None else max(1, min(v, limit // d))
+        c = g.shape[1]
+        gg = g.reshape(self.n, c, -1, d)
+        rows = v if limit is None else max(1, min(v, limit // (c * d)))
         for lo in range(0, v, rows):
             hi = min(v, lo + rows)
             inside = (idx >= lo) & (idx < hi)
-            local = torch.where(inside, idx - lo, 0)
-            out = torch.zeros(self.n, hi - lo, d, dtype=g.dtype, device=g.device)
-            out.scatter_add_(1, local[..., None].expand_as(gg), gg * inside[..., None])
-            yield out.reshape(self.n, -1)
+            local = torch.where(inside, idx - lo, 0)[:, None, :, None].expand_as(gg)
+            out = torch.zeros(self.n, c, hi - lo, d, dtype=g.dtype, device=g.device)
+            out.scatter_add_(2, local, gg * inside[:, None, :, None])
+            yield out.reshape(self.n, c, -1)

@@ -39,8 +39,8 @@ class LinearCall(LayerCall):
         return g.reshape(1, self.n, -1, g.shape[-1])
 
     def grad_pair(self, g: Tensor) -> tuple[Tensor, Tensor]:
-        gg = g.reshape(self.n, -1, g.shape[-1])
-        return gg.mT.unsqueeze(1), self._a().unsqueeze(1)
+        gg = g.reshape(self.n, g.shape[1], -1, g.shape[-1])  # (N, c, P, d_out)
+        return gg.mT.unsqueeze(1), self._a()[:, None, None]
 
     def bias_grads(self, g: Tensor) -> Tensor:
-        return g.reshape(self.n, -1, g.shape[-1]).sum(1)
+        return g.reshape(self.n, g.shape[1], -1, g.shape[-1]).sum(2)

@@ -51,12 +51,13 @@ class NormCall(LayerCall):
         return F.rms_norm(x, m.normalized_shape, None, m.eps)
 
     def _per_feature(self, t: Tensor) -> Tensor:
-        """Sum over positions: ``(N, C)``."""
+        """``(N, c, ...)`` summed over positions: ``(N, c, C)``."""
+        c = t.shape[1]
         if self._channel_first():
-            return t.reshape(self.n, t.shape[1], -1).sum(2)
+            return t.reshape(self.n, c, t.shape[2], -1).sum(3)
         k = len(self.module.normalized_shape)
         feats = t.shape[t.dim() - k:].numel()
-        return t.reshape(self.n, -1, feats).sum(1)
+        return t.reshape(self.n, c, -1, feats).sum(2)
 
     def dims(self) -> Dims:
         w = self.module.weight
@@ -65,7 +66,7 @@ class NormCall(LayerCall):
 
     def weight_grad_chunks(self, g: Tensor, limit: int | None = CHUNK_ELEMENTS
                            ) -> Iterator[Tensor]:
-        yield self._per_feature(g * self._xhat())
+        yield self._per_feature(g * self._xhat()[:, None])
 
     def bias_grads(self, g: Tensor) -> Tensor:
         return self._per_feature(g)
