@@ -55,19 +55,45 @@ def contract(ja: dict[str, torch.Tensor], jb: dict[str, torch.Tensor] | None,
 def block(problem: Problem, xa: Inputs, xb: Inputs | None, names: Sequence[str]) -> torch.Tensor:
     """The kernel restricted to the parameters ``names`` on the tile ``xa x xb`` (``xb`` None:
     ``xa`` with itself); shapes as :func:`contract`."""
-    ja = jacobians(problem, xa, names)
+    ja = _row_jacobians(problem, xa, names)
     jb = None if xb is None else jacobians(problem, xb, names)
     return contract(ja, jb, problem.output)
 
 
+ROW_KEY = "jacobian.row"
+
+
+def release(problem: Problem) -> None:
+    """Drop the row Jacobians kept by :func:`block` (the tiler calls this when done)."""
+    problem.cache.pop(ROW_KEY, None)
+
+
+def _row_jacobians(problem: Problem, xa: Inputs, names: Sequence[str]
+                   ) -> dict[str, torch.Tensor]:
+    """:func:`jacobians` of ``xa``, kept for the next tile of the same row (the tiler passes
+    the same ``xa`` object along a row). Only one row is kept, and it is dropped before the
+    next one is computed, so the peak stays that of one ``xa x xb`` tile."""
+    key = ROW_KEY
+    last = problem.cache.get(key)
+    if last is not None and last[0] is xa and last[1] == tuple(names):
+        return last[2]
+    problem.cache.pop(key, None)
+    del last
+    ja = jacobians(problem, xa, names)
+    problem.cache[key] = (xa, tuple(names), ja)
+    return ja
+
+
 def estimate(problem: Problem, na: int, nb: int | None, names: Sequence[str]) -> int:
     """Peak bytes of :func:`block` on a tile of ``na x nb`` samples (``nb`` None: symmetric):
-    both tiles' Jacobians ``(Na + Nb) O p``, the batched backward's working set (``O`` copies
+    both tiles' Jacobians ``(Na + Nb) O p``, twice the one being formed (``vmap``'s stacked
+    result, its re-layout, allocator reuse), the batched backward's working set (``O`` copies
     of the largest activations per sample, the saved activations) and the kernel."""
     prof = activation_profile(problem)
     p = sum(problem.params[n].numel() for n in names)
     rows = na + (nb or 0)
     widest = max(na, nb or 0)
-    elems = rows * prof.outputs * p + widest * (prof.outputs * (3 * prof.largest + p)
+    # (the Jacobian being formed: vmap's stacked result and its re-layout; allocator reuse)
+    elems = rows * prof.outputs * p + widest * (prof.outputs * (3 * prof.largest + 2 * p)
                                                  + 2 * prof.total)
     return elems * problem.itemsize + kernel_bytes(problem, na, nb)

@@ -59,16 +59,17 @@ def block(problem: Problem, xa: Inputs, xb: Inputs | None, names: Sequence[str])
 
 def estimate(problem: Problem, na: int, nb: int | None, names: Sequence[str]) -> int:
     """Peak bytes of :func:`block` on a tile of ``na x nb`` samples (``nb`` None: symmetric):
-    the ``Na O`` parameter vectors (twice: the forward-mode pass copies them), the saved
-    activations of the ``Na`` one-sample backward passes, the ``Na O`` vmapped forward-mode
-    passes over ``Nb`` samples (primal and tangent of the largest activations) and the
-    kernel."""
+    the ``Na O`` parameter vectors (three times: the forward-mode pass copies them, and
+    allocator slack), the saved activations of the ``Na`` one-sample backward passes, the
+    ``Na O`` vmapped forward-mode passes over ``Nb`` samples (primal and tangent of the largest
+    activations) and the kernel."""
     prof = activation_profile(problem)
     p = sum(problem.params[n].numel() for n in names)
     o = prof.outputs
     cols = na if nb is None else nb
     elems = na * o * (p + 3 * prof.largest) + 2 * na * prof.total
     if problem.output != "diagonal":
-        # the forward-mode pass holds its own copy of the tangents (dual tensors)
-        elems += na * o * p + na * o * cols * (4 * prof.largest + o) + cols * prof.total
+        # the forward-mode pass holds its own copy of the tangents (dual tensors), and a
+        # third copy covers the allocator's reuse of those large blocks (measured)
+        elems += 2 * na * o * p + na * o * cols * (4 * prof.largest + o) + cols * prof.total
     return elems * problem.itemsize + kernel_bytes(problem, na, nb)
