@@ -183,6 +183,15 @@ def test_float32_model_used_as_is() -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.parametrize("method", ["jacobian", "ntvp", "layerwise"])
+def test_called_under_no_grad(method: str) -> None:
+    x = torch.randn(4, 2, 6, 6, dtype=F64, generator=_gen())
+    model = convnet()
+    with torch.no_grad():
+        got = module_ntk(model, x, method=method)
+    assert rel(got, reference_module_ntk(model, x)) < 1e-10
+
+
 def test_lazy_exports() -> None:
     assert ntkscope.module_ntk is ntkscope.generic.module_ntk
     assert ntkscope.reference_module_ntk is reference_module_ntk

@@ -350,12 +350,13 @@ def module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: str = "trac
             "output='trace')")
     top = a.n if b is None or output == "diagonal" else max(a.n, b.n)
     try:
-        if t >= top:
-            kernel = block(problem, a, b, names)
-            if b is None:
-                kernel = symmetrized(kernel)
-        else:
-            kernel = _tiled(block, problem, a, b, names, t, n_out)
+        with torch.enable_grad():  # the methods differentiate, whatever the caller's mode
+            if t >= top:
+                kernel = block(problem, a, b, names)
+                if b is None:
+                    kernel = symmetrized(kernel)
+            else:
+                kernel = _tiled(block, problem, a, b, names, t, n_out)
     finally:
         _jacobian.release(problem)
     return kernel.detach()

@@ -11,6 +11,7 @@ it fits).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +27,10 @@ def jacobians(problem: Problem, x: Inputs, names: Sequence[str]) -> dict[str, to
     the parameters ``names``."""
     values = {n: problem.params[n].detach() for n in names}
     g = problem.sample_fn(x)
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # ops without a batching rule (attention's backward) run in a loop; that is expected
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have "
+                                "not yet implemented the batching rule", category=UserWarning)
         jac = vmap(jacrev(g, argnums=0), in_dims=(None, *[0] * len(x.tensors())))(
             values, *x.tensors())
     return {n: j.reshape(x.n, j.shape[1], -1) for n, j in jac.items()}
