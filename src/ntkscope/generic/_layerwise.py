@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from ntkscope.generic import _jacobian
 from ntkscope.generic._inputs import Inputs
-from ntkscope.generic._layers import Dims, LayerCall, gram, handler
+from ntkscope.generic._layers import CHUNK_ELEMENTS, Dims, LayerCall, gram, handler
 from ntkscope.generic._problem import Problem
 
 __all__ = ["Plan", "block", "estimate", "plan", "route"]
@@ -585,18 +585,24 @@ def estimate(problem: Problem, na: int, nb: int | None, names: Sequence[str],
     outputs = max(pl.outputs, 1)
     rows = na + (0 if nb is None or mode == "diagonal" else nb)
     widest = max(na, nb or 0)
-    elems = rows * pl.graph_elems
-    grads = rows * sum(p.y_elems for p in pl.parts)
+    chunk = output_chunk(pl, rows, outputs)
+    pairs, _, oo = _mode_sizes(mode, na, nb, outputs)
+    y_total = sum(p.y_elems for p in pl.parts)
+    y_max = max([p.y_elems for p in pl.parts] or [0])
+    # saved graph (and copies of outputs modified in place); the output gradients of a chunk
+    # (per output and stacked) and the backward's own intermediate gradients
+    elems = rows * (pl.graph_elems + sum(p.y_elems for p in pl.parts if p.clone_out))
+    grads = rows * ((2 * chunk if chunk > 1 else 1) * y_total + 2 * y_max)
     transient = 0
     state = 0
     for part in pl.parts:
         dims = part.dims
         if dims is None:
             continue
-        pairs, _, oo = _mode_sizes(mode, na, nb, outputs)
         how = route(dims, mode, na, nb, outputs)
-        unfold = widest * dims.groups * dims.positions * (dims.da + dims.db)
-        if how == "gram" and part.weight is not None:
+        # patches (input side) and a reordered copy of the chunk's gradients (gradient side)
+        unfold = widest * dims.groups * dims.positions * dims.da + chunk * widest * part.y_elems
+        if how == "gram" and part.weight is not None and dims.gram:
             gp2 = dims.groups * dims.positions ** 2
             state += 2 * pairs * gp2
             if mode == "full":
@@ -604,11 +610,11 @@ def estimate(problem: Problem, na: int, nb: int | None, names: Sequence[str],
                 transient = max(transient, pairs * gp2 * outputs * 2)
             transient = max(transient, unfold + pairs * gp2)
         else:
-            chunk = min(dims.dw, 1 << 22)
-            transient = max(transient, unfold + 2 * widest * chunk)
+            block_elems = min(widest * chunk * dims.dw // dims.groups, CHUNK_ELEMENTS)
+            transient = max(transient, unfold + 2 * block_elems)
             if mode == "full":
                 state += rows * outputs * (dims.dw + dims.dbias)
-                transient = max(transient, pairs * oo)
+                transient = max(transient, 2 * pairs * oo)
     elems += grads + transient + state
     kernel = _zeros_elems(mode, na, nb, outputs)
     total = (elems + 2 * kernel) * problem.itemsize

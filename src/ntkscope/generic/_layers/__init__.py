@@ -11,14 +11,14 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ntkscope.generic._layers._base import Dims, LayerCall, gram
+from ntkscope.generic._layers._base import CHUNK_ELEMENTS, Dims, LayerCall, gram
 from ntkscope.generic._layers._conv import ConvCall, conv_support
 from ntkscope.generic._layers._conv_transpose import ConvTransposeCall, conv_transpose_support
 from ntkscope.generic._layers._embedding import EmbeddingCall, embedding_support
 from ntkscope.generic._layers._linear import LinearCall, linear_support
 from ntkscope.generic._layers._norm import NormCall, norm_support
 
-__all__ = ["Dims", "LayerCall", "gram", "handler"]
+__all__ = ["CHUNK_ELEMENTS", "Dims", "LayerCall", "gram", "handler"]
 
 _Support = Callable[[nn.Module], "str | None"]
 

@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 __all__ = ["Dims", "LayerCall"]
 
-# Largest per-chunk size of a materialized per-sample gradient, in elements per sample.
-CHUNK_ELEMENTS = 1 << 22
+# Largest block of materialized per-sample gradients (all samples of a tile), in elements.
+CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,12 @@ class LayerCall:
     def weight_grad_chunks(self, g: Tensor, limit: int | None = CHUNK_ELEMENTS
                            ) -> Iterator[Tensor]:
         """``J`` for the gradients ``g`` of ``c`` outputs (``(N, c, ...)``) in blocks
-        ``(N, c, d)`` of at most ``limit`` elements per sample (blocks of rows of the weight;
-        the same blocks for every call of the same module)."""
+        ``(N, c, d)`` of at most ``limit`` elements (blocks of rows of the weight, at least
+        one row; the same blocks for every call of the same module with as many samples)."""
         left, right = self.grad_pair(g)
         n, groups, _, r, _ = left.shape
         c, k = g.shape[1], right.shape[-1]
-        rows = r if limit is None else max(1, min(r, limit // max(c * k, 1)))
+        rows = r if limit is None else max(1, min(r, limit // max(n * c * k, 1)))
         for grp in range(groups):
             rg = right[:, grp]
             for lo in range(0, r, rows):

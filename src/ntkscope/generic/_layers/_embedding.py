@@ -61,7 +61,7 @@ class EmbeddingCall(LayerCall):
         idx = self._idx()
         c = g.shape[1]
         gg = g.reshape(self.n, c, -1, d)
-        rows = v if limit is None else max(1, min(v, limit // (c * d)))
+        rows = v if limit is None else max(1, min(v, limit // (self.n * c * d)))
         for lo in range(0, v, rows):
             hi = min(v, lo + rows)
             inside = (idx >= lo) & (idx < hi)

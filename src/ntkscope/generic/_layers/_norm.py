@@ -2,7 +2,9 @@
 ``RMSNorm``: ``y = xhat * w + b`` elementwise per feature ``c`` (broadcast over positions).
 
 ``xhat`` is the normalized input (recomputed from the captured input with the layer's own
-statistics: running statistics for BatchNorm in eval mode, the sample's own for the others),
+statistics: the sample's own for LayerNorm/GroupNorm/RMSNorm, the batch's for a BatchNorm in
+training mode; a BatchNorm in eval mode uses its running statistics, ``sum_p g xhat =
+(sum_p g x - mu sum_p g) / sqrt(var + eps)``, without forming ``xhat``),
 ``J^w_{i,o,c} = sum_p g_{i,o,c,p} xhat_{i,c,p}``, ``J^b_{i,o,c} = sum_p g_{i,o,c,p}``: only
 ``C`` numbers per sample, always materialized.
 """
@@ -33,17 +35,32 @@ class NormCall(LayerCall):
     def _channel_first(self) -> bool:
         return isinstance(self.module, (*_BATCH, nn.GroupNorm))
 
+    def _running(self) -> tuple[Tensor, Tensor] | None:
+        """BatchNorm in eval mode with running statistics: ``(mean, 1/sqrt(var + eps))``
+        per channel; else None."""
+        m = self.module
+        if isinstance(m, _BATCH) and not m.training and m.running_mean is not None:
+            return m.running_mean, torch.rsqrt(m.running_var + m.eps)
+        return None
+
     def _xhat(self) -> Tensor:
         m, x = self.module, self.x
+        cached = getattr(self, "_xhat_cache", None)
+        if cached is not None:
+            return cached
         if isinstance(m, _BATCH):
-            if m.training or m.running_mean is None:
-                axes = [0, *range(2, x.dim())]
-                mean = x.mean(axes, keepdim=True)
-                var = x.var(axes, unbiased=False, keepdim=True)
-            else:
-                shape = [1, -1] + [1] * (x.dim() - 2)
-                mean, var = m.running_mean.view(shape), m.running_var.view(shape)
-            return (x - mean) / torch.sqrt(var + m.eps)
+            axes = [0, *range(2, x.dim())]
+            mean = x.mean(axes, keepdim=True)
+            var = x.var(axes, unbiased=False, keepdim=True)
+            out = (x - mean) / torch.sqrt(var + m.eps)
+        elif isinstance(m, nn.GroupNorm):
+            out = F.group_norm(x, m.num_groups, None, None, m.eps)
+        elif isinstance(m, nn.LayerNorm):
+            out = F.layer_norm(x, m.normalized_shape, None, None, m.eps)
+        else:
+            out = F.rms_norm(x, m.normalized_shape, None, m.eps)
+        self._xhat_cache = out  # reused by every chunk of outputs
+        return out
         if isinstance(m, nn.GroupNorm):
             return F.group_norm(x, m.num_groups, None, None, m.eps)
         if isinstance(m, nn.LayerNorm):
@@ -66,6 +83,13 @@ class NormCall(LayerCall):
 
     def weight_grad_chunks(self, g: Tensor, limit: int | None = CHUNK_ELEMENTS
                            ) -> Iterator[Tensor]:
+        running = self._running()
+        if running is not None:
+            # xhat = (x - mu) s per channel: sum_p g xhat = (sum_p g x - mu sum_p g) s
+            mean, scale = running
+            gx = self._per_feature(g * self.x[:, None])
+            yield (gx - mean * self._per_feature(g)) * scale
+            return
         yield self._per_feature(g * self._xhat()[:, None])
 
     def bias_grads(self, g: Tensor) -> Tensor:
