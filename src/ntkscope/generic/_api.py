@@ -309,13 +309,7 @@ def module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: str = "trac
     """
     problem = build_problem(model, params, forward, output)
     chosen = _method(method)
-    a = Inputs.of(x1, "x1")
-    b = None
-    if x2 is not None:
-        if output == "diagonal":
-            raise NtkscopeInputError("output='diagonal' is Theta(x_i, x_i) of x1: x2 must be None")
-        b = Inputs.of(x2, "x2")
-        a.check_like(b)
+    a, b = problem.inputs(x1, x2)
     check_modules(problem.model)
     _devices(problem, a)
     if b is not None:

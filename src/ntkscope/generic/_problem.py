@@ -70,6 +70,18 @@ class Problem:
         """dtype of the kernel: that of the (widest) differentiated parameter."""
         return max(self.params.values(), key=lambda p: p.element_size()).dtype
 
+    def inputs(self, x1: Any, x2: Any = None) -> tuple[Inputs, Inputs | None]:
+        """``x1`` and ``x2`` validated (:meth:`Inputs.of`); ``x2`` of the structure of ``x1``,
+        and None for the "diagonal" output."""
+        a = Inputs.of(x1, "x1")
+        if x2 is None:
+            return a, None
+        if self.output == "diagonal":
+            raise NtkscopeInputError("output='diagonal' is Theta(x_i, x_i) of x1: x2 must be None")
+        b = Inputs.of(x2, "x2")
+        a.check_like(b)
+        return a, b
+
     def outputs(self, x: Inputs) -> torch.Tensor:
         """``f(x)`` flattened to ``(N, O)``, validated (a tensor, first axis the ``N`` samples,
         floating point, finite). Runs under the caller's grad mode."""

@@ -17,7 +17,6 @@ from torch import nn
 
 from ntkscope.generic._inputs import Inputs
 from ntkscope.generic._problem import Forward, build_problem
-from ntkscope.validation import NtkscopeInputError
 
 
 def reference_module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: str = "trace",
@@ -26,13 +25,7 @@ def reference_module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: s
     """Empirical NTK of ``model`` by per-sample autograd; same arguments and shapes as
     :func:`ntkscope.module_ntk` (``(N1, N2)``, ``(N1, N2, O, O)`` or ``(N1,)``)."""
     problem = build_problem(model, params, forward, output)
-    a = Inputs.of(x1, "x1")
-    b = None
-    if x2 is not None:
-        if output == "diagonal":
-            raise NtkscopeInputError("output='diagonal' is Theta(x_i, x_i): give x1 only")
-        b = Inputs.of(x2, "x2")
-        a.check_like(b)
+    a, b = problem.inputs(x1, x2)
     tensors = list(problem.params.values())
 
     def gradients(x: Inputs) -> torch.Tensor:
