@@ -23,6 +23,8 @@ _LAZY = {
     "empirical_ntk": "ntkscope.ntk",
     "ntk_variance": "ntkscope.sampling",
     "sample_ntk": "ntkscope.sampling",
+    "module_ntk": "ntkscope.generic",
+    "reference_module_ntk": "ntkscope.generic",
 }
 
 __all__ = [

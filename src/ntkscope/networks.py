@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ntkscope.activations import Activation, TensorFn, get_activation
 from ntkscope.engine import (
@@ -67,6 +67,7 @@ from ntkscope.validation import (
 
 __all__ = [
     "MLP",
+    "Elementwise",
     "ForwardCache",
     "NtkscopeRangeError",
     "Params",
@@ -312,6 +313,32 @@ def _positively_homogeneous(fn: TensorFn) -> bool:
     return True
 
 
+class Elementwise(nn.Module):
+    """An :class:`ntkscope.Activation` as a parameter-free ``nn.Module``: ``y = phi(x)``
+    elementwise (used by :meth:`MLP.to_module` for activations without a torch module)."""
+
+    def __init__(self, activation: str | Activation | TensorFn) -> None:
+        super().__init__()
+        self.activation = get_activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation.torch_fn(x)
+
+    def extra_repr(self) -> str:
+        return self.activation.name
+
+
+def activation_module(activation: str | Activation | TensorFn) -> nn.Module:
+    """``phi`` as a module: ``nn.ReLU()`` / ``nn.Tanh()`` for the built-in ``relu`` / ``tanh``,
+    otherwise :class:`Elementwise` (``erf``, custom callables)."""
+    act = get_activation(activation)
+    if act.name == "relu" and act.torch_fn is get_activation("relu").torch_fn:
+        return nn.ReLU()
+    if act.name == "tanh" and act.torch_fn is get_activation("tanh").torch_fn:
+        return nn.Tanh()
+    return Elementwise(act)
+
+
 class MLP:
     """Architecture of a fully connected scalar-output network (CONVENTIONS section 1).
 
@@ -406,6 +433,42 @@ class MLP:
                         z = torch.randn(target.shape, generator=gen, dtype=torch.float64)
                         target.copy_(z.mul_(std))
         return Params(weights, biases)
+
+    def to_module(self, params: Params, index: int = 0) -> nn.Sequential:
+        """Network ``index`` of ``params`` as an ``nn.Sequential`` with the same weights.
+
+        ``Linear(M0, M1), phi, Linear(M1, M2), phi, ..., Linear(ML, 1)``: layer ``l`` holds
+        ``weight = W^l`` (``M_l x M_{l-1}``) and ``bias = b^l`` as copies (trainable
+        ``nn.Parameter``s) in the params' dtype (float64 by default) and device, and ``phi``
+        is ``nn.ReLU``, ``nn.Tanh`` or :class:`Elementwise`. The module maps ``(S, M0)`` to
+        ``(S, 1)``, so ``ntkscope.module_ntk(net.to_module(p, i), X)`` equals
+        ``empirical_ntk(net, p, X)[i]`` (CONVENTIONS sections 3 and 9, ``O = 1``) up to
+        rounding; the two engines cross-check each other. The module computes in the
+        dtype's plain range (no rescaled domain: deep chaotic networks may overflow).
+
+        Raises:
+            NtkscopeInputError: ``params`` does not fit this architecture; ``index`` is not an
+                integer in ``[-B, B)``.
+        """
+        params = self.check_params(params)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise NtkscopeInputError(f"index: expected an integer, got {index!r}")
+        if not -params.batch <= int(index) < params.batch:
+            raise NtkscopeInputError(
+                f"index: {int(index)} out of range for a batch of {params.batch} networks"
+            )
+        one = params.select(int(index))
+        layers: list[nn.Module] = []
+        for l, (w, b) in enumerate(zip(one.weights, one.biases, strict=True)):
+            lin = nn.Linear(int(w.shape[2]), int(w.shape[1]), device=one.device,
+                            dtype=one.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(w[0])
+                lin.bias.copy_(b[0])
+            layers.append(lin)
+            if l < self.depth:
+                layers.append(activation_module(self.activation))
+        return nn.Sequential(*layers)
 
     # -----------------------------------------------------------------------------------------
     def check_params(self, params: Any) -> Params:

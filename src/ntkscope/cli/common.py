@@ -38,36 +38,51 @@ FLOAT = _number
 INT = _integer
 
 
-def add_init_args(p: argparse.ArgumentParser, *, need_sw2: bool = True) -> None:
-    """``--activation``, ``--sigma-w2``, ``--sigma-b2`` (the initialization)."""
-    p.add_argument("--activation", required=True, help="relu, tanh or erf")
+def add_init_args(p: argparse.ArgumentParser, *, need_sw2: bool = True,
+                  required: bool = True) -> None:
+    """``--activation``, ``--sigma-w2``, ``--sigma-b2`` (the initialization; ``required=False``
+    where another option can replace them: the command checks them itself, default ``None``)."""
+    p.add_argument("--activation", required=required, help="relu, tanh or erf")
     if need_sw2:
-        p.add_argument("--sigma-w2", type=FLOAT, required=True, metavar="F",
+        p.add_argument("--sigma-w2", type=FLOAT, required=required, metavar="F",
                        help="weight variance sw2 (W ~ N(0, sw2 / fan_in))")
-    p.add_argument("--sigma-b2", type=FLOAT, required=True, metavar="F",
+    p.add_argument("--sigma-b2", type=FLOAT, required=required, metavar="F",
                    help="bias variance sb2 (b ~ N(0, sb2))")
 
 
-def add_shape_args(p: argparse.ArgumentParser) -> None:
-    """``--depth L`` (hidden layers) and ``--width M`` (hidden width), both required."""
-    p.add_argument("--depth", type=INT, required=True, metavar="L", help="hidden layers L")
-    p.add_argument("--width", type=INT, required=True, metavar="M", help="hidden width M")
+def add_shape_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--depth L`` (hidden layers) and ``--width M`` (hidden width), both required unless
+    ``required=False``."""
+    p.add_argument("--depth", type=INT, required=required, metavar="L", help="hidden layers L")
+    p.add_argument("--width", type=INT, required=required, metavar="M", help="hidden width M")
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def add_network_args(p: argparse.ArgumentParser) -> None:
+NETWORK_FLAGS = ("activation", "sigma_w2", "sigma_b2", "depth", "width")
+
+
+def add_network_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The network: ``--activation``, ``--sigma-w2``, ``--sigma-b2``, ``--depth``, ``--width``
-    (read back with :func:`network_spec`)."""
-    add_init_args(p)
-    add_shape_args(p)
+    (read back with :func:`network_spec`; with ``required=False`` they default to ``None`` and
+    :func:`network_spec` names the missing ones)."""
+    add_init_args(p, required=required)
+    add_shape_args(p, required=required)
 
 
 def network_spec(args: argparse.Namespace, input_dim: int | None = None) -> NetworkSpec:
     """The :class:`ntkscope.NetworkSpec` of the parsed arguments: built (validated) once here,
-    passed as one value to the library."""
+    passed as one value to the library.
+
+    Raises:
+        NtkscopeInputError: a network flag was not given (parsers built with
+            ``add_network_args(p, required=False)``).
+    """
+    missing = [f"--{n.replace('_', '-')}" for n in NETWORK_FLAGS if getattr(args, n) is None]
+    if missing:
+        raise NtkscopeInputError(f"the following arguments are required: {', '.join(missing)}")
     return NetworkSpec(args.activation, args.sigma_w2, args.sigma_b2, args.depth, args.width,
                        input_dim)
 
