@@ -94,7 +94,8 @@ class Plan:
     checked: int = 0
 
     def drop(self, part: Part, reason: str, names: Sequence[str] | None = None) -> None:
-        """Send ``names`` (default: all of the part's) to the Jacobian path."""
+        """Send ``names`` (default: all of the part's) to the Jacobian path; a part left
+        without parameters leaves the plan."""
         for n in list(part.names if names is None else names):
             self.fallback.append(n)
             self.reasons[n] = reason
@@ -102,7 +103,7 @@ class Plan:
                 part.weight = None
             if part.bias == n:
                 part.bias = None
-        if not part.names:
+        if not part.names and part in self.parts:
             self.parts.remove(part)
 
 
@@ -222,6 +223,7 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
             continue
         cls, reason = handler(module)
         part = Part(path, cls or LayerCall, own.get("weight"), own.get("bias"))
+        pl.parts.append(part)
         for attr, name in own.items():
             why = reason
             if why is None and attr not in ("weight", "bias"):
@@ -229,14 +231,7 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
             if why is None and owners[id(problem.params[name])] > 1:
                 why = "shared by several modules (tied)"
             if why is not None:
-                pl.fallback.append(name)
-                pl.reasons[name] = why
-                if part.weight == name:
-                    part.weight = None
-                if part.bias == name:
-                    part.bias = None
-        if part.names:
-            pl.parts.append(part)
+                pl.drop(part, why, [name])
     taken = {n for part in pl.parts for n in part.names} | set(pl.fallback)
     for n in names:
         if n not in taken:
