@@ -52,7 +52,11 @@ _BYTE_COST = 1.0
 # Largest number of output-gradient scalars (all layers, both sides) held for one chunk of
 # outputs.
 GRAD_ELEMENTS = 1 << 25
+# One batched backward pass (``is_grads_batched``) per chunk of outputs instead of one pass
+# per output: measured no faster on CPU (float64, the benchmark CNN), so off.
 BATCHED = False
+# Measured forward graph times this: the estimate's allowance for unhooked buffers.
+GRAPH_SLACK = 1.75
 
 
 @dataclass
@@ -90,7 +94,8 @@ class Plan:
     checked: int = 0
 
     def drop(self, part: Part, reason: str, names: Sequence[str] | None = None) -> None:
-        """Send ``names`` (default: all of the part's) to the Jacobian path."""
+        """Send ``names`` (default: all of the part's) to the Jacobian path; a part left
+        without parameters leaves the plan."""
         for n in list(part.names if names is None else names):
             self.fallback.append(n)
             self.reasons[n] = reason
@@ -98,7 +103,7 @@ class Plan:
                 part.weight = None
             if part.bias == n:
                 part.bias = None
-        if not part.names:
+        if not part.names and part in self.parts:
             self.parts.remove(part)
 
 
@@ -218,6 +223,7 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
             continue
         cls, reason = handler(module)
         part = Part(path, cls or LayerCall, own.get("weight"), own.get("bias"))
+        pl.parts.append(part)
         for attr, name in own.items():
             why = reason
             if why is None and attr not in ("weight", "bias"):
@@ -225,14 +231,7 @@ def plan(problem: Problem, names: Sequence[str], x: Inputs) -> Plan:
             if why is None and owners[id(problem.params[name])] > 1:
                 why = "shared by several modules (tied)"
             if why is not None:
-                pl.fallback.append(name)
-                pl.reasons[name] = why
-                if part.weight == name:
-                    part.weight = None
-                if part.bias == name:
-                    part.bias = None
-        if part.names:
-            pl.parts.append(part)
+                pl.drop(part, why, [name])
     taken = {n for part in pl.parts for n in part.names} | set(pl.fallback)
     for n in names:
         if n not in taken:
@@ -591,8 +590,11 @@ def estimate(problem: Problem, na: int, nb: int | None, names: Sequence[str],
     y_max = max([p.y_elems for p in pl.parts] or [0])
     # saved graph (and copies of outputs modified in place); the output gradients of a chunk
     # (per output and stacked) and the backward's own intermediate gradients
-    elems = rows * (pl.graph_elems + sum(p.y_elems for p in pl.parts if p.clone_out))
-    grads = rows * ((2 * chunk if chunk > 1 else 1) * y_total + 2 * y_max)
+    # (the saved tensors measured by the plan, times GRAPH_SLACK for what the hooks do not see:
+    # outputs kept alive without being saved, allocator slack)
+    elems = rows * (math.ceil(GRAPH_SLACK * pl.graph_elems)
+                    + sum(p.y_elems for p in pl.parts if p.clone_out))
+    grads = rows * ((2 * chunk if chunk > 1 else 1) * y_total + 4 * y_max)
     transient = 0
     state = 0
     for part in pl.parts:
@@ -600,8 +602,10 @@ def estimate(problem: Problem, na: int, nb: int | None, names: Sequence[str],
         if dims is None:
             continue
         how = route(dims, mode, na, nb, outputs)
-        # patches (input side) and a reordered copy of the chunk's gradients (gradient side)
-        unfold = widest * dims.groups * dims.positions * dims.da + chunk * widest * part.y_elems
+        # patches (input side; twice: unfolded, then laid out for the matmul) and a reordered
+        # copy of the chunk's gradients (gradient side)
+        unfold = 2 * widest * dims.groups * dims.positions * dims.da \
+            + chunk * widest * part.y_elems
         if how == "gram" and part.weight is not None and dims.gram:
             gp2 = dims.groups * dims.positions ** 2
             state += 2 * pairs * gp2

@@ -50,6 +50,11 @@ class Dims:
     gram: bool = True
     jflops: int = 0
 
+    @classmethod
+    def grouped(cls, groups: int, positions: int, da: int, db: int, dbias: int) -> Dims:
+        """A layer of ``groups`` independent ``db x da`` (or ``da x db``) weight blocks."""
+        return cls(groups, positions, da, db, groups * da * db, dbias)
+
     @property
     def grad_flops(self) -> int:
         """Multiply-adds of one per-sample weight gradient ``J_{i,o}`` (default ``D P``)."""
@@ -143,6 +148,12 @@ def _product(left: Tensor, right: Tensor) -> Tensor:
         out = torch.bmm(left[:, 0], right.permute(0, 2, 1, 3).reshape(n, p, cr * k))
         return out.reshape(n, r, cr, k).transpose(1, 2)
     return torch.matmul(left, right)
+
+
+def factor(t: Tensor) -> Tensor:
+    """``(N, G, d, P)`` (channels before positions, as unfolded) in the factor layout
+    ``(G, N, P, d)``."""
+    return t.permute(1, 0, 3, 2)
 
 
 def _gram(a: Tensor, b: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ntkscope.generic._layers._base import Dims, LayerCall
+from ntkscope.generic._layers._base import Dims, LayerCall, factor
 
 __all__ = ["ConvCall", "conv_pads", "conv_support", "patches"]
 
@@ -94,13 +94,13 @@ class ConvCall(LayerCall):
         da = m.in_channels // groups * _prod(m.kernel_size)
         db = m.out_channels // groups
         p = _prod(self.y.shape[2:])
-        return Dims(groups, p, da, db, groups * da * db, m.out_channels)
+        return Dims.grouped(groups, p, da, db, m.out_channels)
 
     def a_factor(self) -> Tensor:
-        return self._patches().permute(1, 0, 3, 2)
+        return factor(self._patches())
 
     def b_factor(self, g: Tensor) -> Tensor:
-        return self._g(g).permute(1, 0, 3, 2)
+        return factor(self._g(g))
 
     def grad_pair(self, g: Tensor) -> tuple[Tensor, Tensor]:
         c = g.shape[1]

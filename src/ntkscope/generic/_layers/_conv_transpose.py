@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ntkscope.generic._layers._base import Dims, LayerCall
+from ntkscope.generic._layers._base import Dims, LayerCall, factor
 from ntkscope.generic._layers._conv import patches
 
 __all__ = ["ConvTransposeCall", "conv_transpose_support"]
@@ -51,13 +51,13 @@ class ConvTransposeCall(LayerCall):
             k *= ki
         db = m.out_channels // groups * k
         p = self.x[0, 0].numel()
-        return Dims(groups, p, da, db, groups * da * db, m.out_channels)
+        return Dims.grouped(groups, p, da, db, m.out_channels)
 
     def a_factor(self) -> Tensor:
-        return self._x().permute(1, 0, 3, 2)
+        return factor(self._x())
 
     def b_factor(self, g: Tensor) -> Tensor:
-        return self._gpatches(g).permute(1, 0, 3, 2)
+        return factor(self._gpatches(g))
 
     def grad_pair(self, g: Tensor) -> tuple[Tensor, Tensor]:
         c = g.shape[1]
