@@ -141,7 +141,7 @@ def _run_mlp(args: argparse.Namespace, out: Any, t0: float) -> int:
     summary = dataclasses.replace(summary, seconds=time.perf_counter() - t0)
     if data.note:  # after every check passed: a failing command prints one line only
         print(f"ntkscope ntk: note: {data.note}", file=sys.stderr)
-    common.print_result(summary, args.json)
+    print_result(summary, args.json)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,12 +69,11 @@ def free_memory(device: torch.device) -> int:
         import psutil
 
         return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - psutil is a dependency of the test env only
+    except ImportError:  # pragma: no cover - psutil comes with dask.distributed
         try:
-            with open("/proc/meminfo") as fh:
-                for line in fh:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
         except OSError:
             pass
     return 4 * 2**30
