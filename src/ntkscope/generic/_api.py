@@ -26,8 +26,8 @@ Block = Callable[[Problem, Inputs, "Inputs | None", Sequence[str]], torch.Tensor
 Estimate = Callable[[Problem, int, "int | None", Sequence[str]], int]
 
 # samples compared, batched against alone, by the sample-coupling check
-COUPLING_SAMPLES = 3
-COUPLING_BATCH = 8
+COUPLING_SAMPLES = 2
+COUPLING_BATCH = 4
 
 
 class Method(str, Enum):
@@ -317,17 +317,21 @@ def module_ntk(model: nn.Module, x1: Any, x2: Any = None, *, output: str = "trac
     device = next(iter(problem.params.values())).device
     budget = default_budget(device) if max_memory is None else parse_memory(max_memory)
 
-    _check_outputs(problem, a.take(0, 1), 1)  # model errors on the inputs first, clearly
+    n_out = _check_outputs(problem, a.take(0, 1), 1)  # model errors on the inputs first
     prof = activation_profile(problem, a)
     problem.cache["probe"] = a
-    check_chunk = max(1, budget // (problem.itemsize * 4 * max(prof.total, 1)))
-    n_out = _check_outputs(problem, a, check_chunk)
-    if b is not None:
-        _check_outputs(problem, b, check_chunk)
     check_coupling(problem, a)
-
     if chosen is Method.AUTO:
         chosen = choose(problem, a)
+    # Every output must be validated (shape, finite) before it enters a kernel. The layer-wise
+    # capture validates the outputs of every sample it runs (Problem.outputs); only the other
+    # methods need this separate no-grad pass (which would cost the layer-wise path a forward).
+    lw = _layerwise() if chosen is Method.LAYERWISE else None
+    if lw is None or not lw.plan(problem, problem.names, a).parts:
+        check_chunk = max(1, budget // (problem.itemsize * 4 * max(prof.total, 1)))
+        n_out = _check_outputs(problem, a, check_chunk)
+        if b is not None:
+            _check_outputs(problem, b, check_chunk)
     block, estimate = method_functions(chosen)
     n2 = None if b is None else b.n
     result = {"trace": a.n * (n2 or a.n), "diagonal": a.n,
