@@ -338,7 +338,7 @@ def run_cnn(args: argparse.Namespace) -> None:
 
 
 def run_resnet(args: argparse.Namespace) -> None:
-    sizes = (4, 8) if args.quick else (128, 512)
+    sizes = (4, 8) if args.quick else tuple(int(v) for v in args.resnet_sizes.split(","))
     for s in sizes:
         c = Case(f"3. ResNet-18 (11,173,962 parameters), CIFAR 3x32x32, S={s}, trace", "resnet",
                  s, "trace", args)
@@ -397,6 +397,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed calls after the first for calls under 5 s (default 2)")
     parser.add_argument("--max-memory", default=None, help="module_ntk budget (default its own)")
+    parser.add_argument("--resnet-sizes", default="128,512",
+                        help="sample counts S of the ResNet-18 case (default 128,512)")
     parser.add_argument("--resnet-budget", default="3GiB",
                         help="module_ntk budget for the ResNet-18 case (default 3GiB)")
     parser.add_argument("--timeout", type=float, default=3600.0,
