@@ -168,12 +168,6 @@ class NTKVarianceResult:
         network: the network (its ``input_dim`` fixed).
     """
 
-    activation: str
-    sigma_w2: float
-    sigma_b2: float
-    depth: int
-    width: tuple[int, ...]
-    input_dim: int
     inits: int
     method: str
     seed: int
@@ -190,6 +184,31 @@ class NTKVarianceResult:
     confidence: float = 0.95
     theta: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
     f: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    # The architecture is read off ``network`` (one place), not stored twice.
+    @property
+    def activation(self) -> str:
+        return self.network.activation.name
+
+    @property
+    def sigma_w2(self) -> float:
+        return self.network.sigma_w2
+
+    @property
+    def sigma_b2(self) -> float:
+        return self.network.sigma_b2
+
+    @property
+    def depth(self) -> int:
+        return self.network.depth
+
+    @property
+    def width(self) -> tuple[int, ...]:
+        return self.network.width
+
+    @property
+    def input_dim(self) -> int:
+        return self.network.resolved_input_dim()
 
     def to_dict(self, samples: bool = False) -> dict[str, Any]:
         """The summary (the keys of ``ntkscope ntk-variance --json``); raw draws if ``samples``.
@@ -517,12 +536,6 @@ def ntk_variance(
     mean = float(np.mean(rel)) * scale
     std = float(np.std(rel, ddof=1)) * scale
     return NTKVarianceResult(
-        activation=mlp.activation.name,
-        sigma_w2=mlp.sigma_w2,
-        sigma_b2=mlp.sigma_b2,
-        depth=mlp.depth,
-        width=mlp.widths,
-        input_dim=mlp.input_dim,
         inits=samples.inits,
         method=method,
         seed=int(seed),
