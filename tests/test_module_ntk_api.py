@@ -23,6 +23,7 @@ from ntkscope.generic import (
     Inputs,
     Method,
     activation_profile,
+    budget_for,
     build_problem,
     method_functions,
     parse_memory,
@@ -351,7 +352,7 @@ def test_tiled_equals_untiled(method: str, output: str, given: bool,
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     size = {"trace": x1.shape[0] * n2, "full": x1.shape[0] * n2 * 4, "diagonal": x1.shape[0]}
     assert cost(2) < cost(3)
-    budget = size[output] * 8 + (cost(2) + cost(3)) // 2  # tiles of 2 samples
+    budget = budget_for(problem, (cost(2) + cost(3)) // 2, size[output] * 8)  # tiles of 2
     tiles: list[tuple[int, int | None]] = []
 
     def counting(*args: Any) -> torch.Tensor:

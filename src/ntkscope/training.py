@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from ntkscope.defaults import LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
+from ntkscope.diagnostics import ntk_change
 from ntkscope.gd import StepBatch, as_mlp, check_targets, lambda_max, per_network, residuals
 from ntkscope.networks import MLP, NtkscopeRangeError, Params, check_device, check_dtype
 from ntkscope.ntk import empirical_ntk
@@ -565,7 +566,7 @@ def _relative_change(
         if theta is None:
             out.append(None)
         else:
-            out.append(float(torch.linalg.norm(theta - ref) / torch.linalg.norm(ref)))
+            out.append(ntk_change(theta, ref))
     return out
 
 

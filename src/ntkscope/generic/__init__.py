@@ -10,7 +10,7 @@ tile functions), ``_api`` (validation, method choice, tiling), ``_reference``.
 
 from __future__ import annotations
 
-from ntkscope.generic._api import Method, method_functions, module_ntk
+from ntkscope.generic._api import Method, budget_for, method_functions, module_ntk
 from ntkscope.generic._factory import init_model, load_factory
 from ntkscope.generic._inputs import Inputs
 from ntkscope.generic._memory import activation_profile, default_budget, parse_memory
@@ -22,6 +22,7 @@ __all__ = [
     "Method",
     "Problem",
     "activation_profile",
+    "budget_for",
     "build_problem",
     "default_budget",
     "init_model",
