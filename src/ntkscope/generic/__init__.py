@@ -15,6 +15,7 @@ from ntkscope.generic._factory import init_model, load_factory
 from ntkscope.generic._inputs import Inputs
 from ntkscope.generic._memory import activation_profile, default_budget, parse_memory
 from ntkscope.generic._problem import Problem, build_problem
+from ntkscope.generic._randomness import init_kernels
 from ntkscope.generic._reference import reference_module_ntk
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "budget_for",
     "build_problem",
     "default_budget",
+    "init_kernels",
     "init_model",
     "load_factory",
     "method_functions",
