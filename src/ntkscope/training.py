@@ -22,6 +22,9 @@ stops on its own; stopped networks are frozen and dropped from the batch):
   that is preceded by ``patience`` consecutive steps without improvement, i.e. when the loss
   has not gone ``min_delta`` below ``best`` in the last ``patience`` steps;
 * **max_steps** (paper ``1e5``): stop after ``max_steps`` updates;
+* **loss_fraction** (off by default): stop at the first step ``t`` with
+  ``L_t <= loss_fraction * L_0``, the loss fallen to that fraction of its initial value (what
+  ``ntkscope check`` measures the NTK change at);
 * **divergence**: ``L_t`` not finite, ``L_t > divergence_factor * max(L_0, |y|^2/(2S))``
   (default factor ``1e6``; ``|y|^2/(2S)`` is the loss of the zero function, ``1/2`` for
   ``+-1`` targets) or a non-finite gradient.
@@ -80,7 +83,7 @@ __all__ = [
 ]
 
 #: Why a network stopped training.
-STOP_REASONS: tuple[str, ...] = ("early_stop", "max_steps", "diverged")
+STOP_REASONS: tuple[str, ...] = ("early_stop", "max_steps", "diverged", "loss_fraction")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,15 +163,21 @@ class LearningRate:
 @dataclass(frozen=True)
 class StoppingRule:
     """When a network stops (module docstring): after ``max_steps`` updates, after
-    ``patience`` steps without a decrease of the best loss by more than ``min_delta``, or on
+    ``patience`` steps without a decrease of the best loss by more than ``min_delta``, on
     divergence (a loss above ``divergence_factor * max(L_0, |y|^2/(2S))``, non-finite, or a
-    non-finite update).
+    non-finite update), or, with ``loss_fraction``, at the first step whose loss is at most
+    ``loss_fraction * L_0`` (stop reason ``"loss_fraction"``).
+
+    Divergence is checked first, then the loss fraction, then early stopping, then
+    ``max_steps``: a step that both reaches the fraction and is the last one counts as
+    ``"loss_fraction"``.
 
     Attributes:
         max_steps: ``>= 0`` (paper ``1e5``).
         patience: ``>= 1`` (paper ``100``), ``None`` turns early stopping off.
         min_delta: ``>= 0`` (paper ``1e-7``).
         divergence_factor: ``> 0`` (default ``1e6``).
+        loss_fraction: ``0 < f < 1``, or ``None`` (default: off).
 
     Raises:
         NtkscopeInputError: a value out of range (the message names it).
@@ -178,9 +187,16 @@ class StoppingRule:
     patience: int | None = PATIENCE
     min_delta: float = MIN_DELTA
     divergence_factor: float = 1e6
+    loss_fraction: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        if self.loss_fraction is not None:
+            f = _number("loss_fraction", positive("loss_fraction", self.loss_fraction))
+            if f >= 1.0:
+                raise NtkscopeInputError(f"loss_fraction: must be < 1 (a fraction of the "
+                                         f"initial loss), got {f:g}")
+            set_(self, "loss_fraction", f)
         set_(self, "max_steps", positive_int("max_steps", self.max_steps, minimum=0))
         if self.patience is not None:
             set_(self, "patience", positive_int("patience", self.patience))
@@ -475,6 +491,7 @@ class LossMonitor:
         max_steps = stop.max_steps
         self.max_steps, self.patience, self.min_delta = max_steps, stop.patience, stop.min_delta
         self.factor, self.zero_loss = stop.divergence_factor, zero_loss
+        self.fraction = stop.loss_fraction
         self.stride = max(1, math.ceil(max_steps / curve_points))
         self.curve = np.full((batch, max_steps // self.stride + 1), np.nan)
         self.recorded = np.zeros(self.curve.shape, dtype=bool)
@@ -516,11 +533,14 @@ class LossMonitor:
         early = (
             np.zeros_like(diverged) if self.patience is None else self.wait[idx] >= self.patience
         )
-        stop = diverged | early | (t >= self.max_steps)
+        reached = (np.zeros_like(diverged) if self.fraction is None
+                   else finite & (loss <= self.fraction * self.initial[idx]))
+        stop = diverged | reached | early | (t >= self.max_steps)
         for j in np.flatnonzero(stop):
             i = idx[j]
             self.reason[i] = (
-                "diverged" if diverged[j] else "early_stop" if early[j] else "max_steps"
+                "diverged" if diverged[j] else "loss_fraction" if reached[j]
+                else "early_stop" if early[j] else "max_steps"
             )
             self.steps[i], self.final[i] = t, loss[j]
         return stop, diverged

@@ -3,7 +3,8 @@
 Entry point :func:`module_ntk` (also ``ntkscope.module_ntk``); the oracle the tests compare with
 :func:`reference_module_ntk`; model factories :func:`load_factory` / :func:`init_model`;
 reference architectures in :mod:`ntkscope.generic.zoo`. One concept per private module:
-``_inputs`` (inputs split along samples), ``_problem`` (model, forward, parameters, output),
+``_inputs`` (inputs split along samples), ``_data`` (data sets' rows shaped for a model,
+``.npz`` data files), ``_problem`` (model, forward, parameters, output),
 ``_memory`` (budgets, peak estimates), ``_jacobian`` / ``_ntvp`` / ``_layerwise`` (the methods'
 tile functions), ``_api`` (validation, method choice, tiling), ``_reference``.
 """
@@ -11,6 +12,7 @@ tile functions), ``_api`` (validation, method choice, tiling), ``_reference``.
 from __future__ import annotations
 
 from ntkscope.generic._api import Method, budget_for, method_functions, module_ntk
+from ntkscope.generic._data import ModelInputs, NpzData, load_npz, model_inputs
 from ntkscope.generic._factory import init_model, load_factory
 from ntkscope.generic._inputs import Inputs
 from ntkscope.generic._memory import activation_profile, default_budget, parse_memory
@@ -21,6 +23,8 @@ from ntkscope.generic._reference import reference_module_ntk
 __all__ = [
     "Inputs",
     "Method",
+    "ModelInputs",
+    "NpzData",
     "Problem",
     "activation_profile",
     "budget_for",
@@ -29,7 +33,9 @@ __all__ = [
     "init_kernels",
     "init_model",
     "load_factory",
+    "load_npz",
     "method_functions",
+    "model_inputs",
     "module_ntk",
     "parse_memory",
     "reference_module_ntk",
