@@ -36,3 +36,7 @@ MIN_ESS_FRACTION = 0.5
 # Budget of ntk_variance(..., target_ess=E) / ntkscope ntk-variance --target-ess when no
 # --max-inits is given (the low-rank sampler draws 1e6 inits of M = 10, L = 20 in ~35 s).
 MAX_INITS = 1_000_000
+# ntkscope check: each training run stops when its loss has fallen to CHECK_LOSS_FRACTION of
+# its initial value, or after CHECK_STEPS steps (docs/check.md: why these).
+CHECK_LOSS_FRACTION = 0.01
+CHECK_STEPS = 1000

@@ -1,10 +1,13 @@
 """``ntkscope check``: is this network in the NTK regime?
 
 Mean-field theory (phase, ``chi1``, ``sw2_EOC``, ``kappa1/kappa2``), the NTK's randomness at
-initialization (``R`` with its 95% interval, low-rank sampler), its relative change during a
-short gradient descent run at ``--lr-scale`` times ``lr_max``, whether the loss fell, and a
-verdict ``ntk_regime``: yes / borderline / no with the reasons. ``--html`` writes a
-self-contained report. Rules and thresholds: :mod:`ntkscope.check` and ``docs/check.md``.
+initialization (``R`` with its 95% interval, low-rank sampler), its relative change during
+gradient descent at ``--lr-scale`` times ``lr_max`` until the loss has fallen to
+``--loss-fraction`` of its initial value (or ``--steps``), at the network's width and at a
+second width, whether the loss fell, and a verdict ``ntk_regime``: yes / borderline / no with
+the reasons. ``--model FILE.py:FACTORY`` checks any PyTorch model instead
+(:mod:`ntkscope.model_check`). ``--html`` writes a self-contained report. Rules and
+thresholds: :mod:`ntkscope.check` and ``docs/check.md``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,20 @@ import argparse
 import sys
 
 from ntkscope.cli import common
+from ntkscope.defaults import CHECK_LOSS_FRACTION as LOSS_FRACTION
+from ntkscope.defaults import CHECK_STEPS as STEPS
 from ntkscope.defaults import INITS
+
+
+def _fraction(text: str) -> float | None:
+    return None if text.lower() == "none" else common.FLOAT(text)
+
+
+def _width(text: str) -> int | str | None:
+    low = text.lower()
+    if low in ("auto", "none"):
+        return None if low == "none" else "auto"
+    return common.INT(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_data_args(p, "mnist", samples=128, what="training data (parity targets)")
     p.add_argument("--inits", type=common.INT, default=INITS, metavar="N",
                    help=f"initializations for R (default {INITS})")
-    p.add_argument("--train-steps", type=common.INT, default=200, metavar="N",
-                   help="most gradient descent steps of the run (default 200)")
+    p.add_argument("--steps", "--train-steps", dest="steps", type=common.INT, default=STEPS,
+                   metavar="N", help=f"most gradient descent steps of a run (default {STEPS}; "
+                   "--train-steps is the older name)")
+    p.add_argument("--loss-fraction", type=_fraction, default=LOSS_FRACTION, metavar="F",
+                   help="a run stops when its loss has fallen to F times its initial loss; "
+                   f"the NTK change is measured there (default {LOSS_FRACTION:g}; 'none': "
+                   "the step budget alone)")
+    p.add_argument("--second-width", type=_width, default="auto", metavar="N|auto|none",
+                   help="width of the second run of the width comparison (default auto: 4M, "
+                   "or M/4 where 4M would be slow; none: no comparison)")
     p.add_argument("--lr-scale", type=common.FLOAT, default=0.5, metavar="F",
                    help="learning rate F * lr_max, lr_max = 2S/lambda_max(Theta_0) "
                    "(default 0.5)")
@@ -53,12 +77,14 @@ def run(args: argparse.Namespace) -> int:
     from ntkscope.report import write_report
 
     target = None if args.html is None else check_output_file(args.html, "html")
-    res = check_network(
-        common.network_spec(args), dataset=args.dataset, samples=args.samples, inits=args.inits,
-        train_steps=args.train_steps, lr_scale=args.lr_scale, seed=args.seed,
-        data_dir=args.data_dir, threads=args.threads, device=args.device,
-        curve=target is not None,
-    )
+    with common.name_flags("steps", "loss_fraction", "second_width", "lr_scale"):
+        res = check_network(
+            common.network_spec(args), dataset=args.dataset, samples=args.samples,
+            inits=args.inits, steps=args.steps, loss_fraction=args.loss_fraction,
+            width2=args.second_width, lr_scale=args.lr_scale, seed=args.seed,
+            data_dir=args.data_dir, threads=args.threads, device=args.device,
+            curve=target is not None,
+        )
     if res.data_note:
         print(f"ntkscope check: note: {res.data_note}", file=sys.stderr)
     if target is not None:
