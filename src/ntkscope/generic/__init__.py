@@ -14,6 +14,7 @@ from __future__ import annotations
 from ntkscope.generic._api import Method, budget_for, method_functions, module_ntk
 from ntkscope.generic._data import ModelInputs, NpzData, load_npz, model_inputs
 from ntkscope.generic._factory import init_model, load_factory
+from ntkscope.generic._fit import FitConfig, FitResult, fit
 from ntkscope.generic._inputs import Inputs
 from ntkscope.generic._memory import activation_profile, default_budget, parse_memory
 from ntkscope.generic._problem import Problem, build_problem
@@ -21,6 +22,8 @@ from ntkscope.generic._randomness import init_kernels
 from ntkscope.generic._reference import reference_module_ntk
 
 __all__ = [
+    "FitConfig",
+    "FitResult",
     "Inputs",
     "Method",
     "ModelInputs",
@@ -30,6 +33,7 @@ __all__ = [
     "budget_for",
     "build_problem",
     "default_budget",
+    "fit",
     "init_kernels",
     "init_model",
     "load_factory",
