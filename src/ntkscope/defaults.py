@@ -40,3 +40,6 @@ MAX_INITS = 1_000_000
 # its initial value, or after CHECK_STEPS steps (docs/check.md: why these).
 CHECK_LOSS_FRACTION = 0.01
 CHECK_STEPS = 1000
+# ntkscope check --model: initializations for R, on the first CHECK_PROBES training samples.
+CHECK_MODEL_INITS = 200
+CHECK_PROBES = 16
