@@ -239,6 +239,20 @@ class CheckResult:
         """The reasons, most important first."""
         return ["reasons:", *(f"  - {r}" for r in self.verdict.reasons)]
 
+    def loss_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, losses)`` of the run at the width (the report's figure)."""
+        return self.training.loss_steps, self.training.losses
+
+    def change_points(self) -> tuple[list[int], list[float]]:
+        """``(steps, changes)``: 0 at step 0, the snapshots and the final change."""
+        tr = self.training
+        steps, change = [0, *tr.ntk_change], [0.0, *tr.ntk_change.values()]
+        if tr.final_ntk_change is not None and tr.steps not in tr.ntk_change:
+            steps.append(tr.steps)
+            change.append(tr.final_ntk_change)
+        return steps, change
+
+
 def change_rows(e: Evidence, t: Thresholds, v: Verdict) -> list[tuple[str, Any, str]]:
     """The rows of the change criterion (the MLP and the model check share them): the change
     at the loss fraction and, with a width comparison, at the second width and the

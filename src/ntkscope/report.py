@@ -22,6 +22,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -34,7 +35,16 @@ from ntkscope.io import atomic_open, check_output_file
 from ntkscope.plotting import phase_heatmap, plt
 from ntkscope.statistics import format_ratio
 from ntkscope.theory import chi1_fixed_point
-from ntkscope.verdict import BORDERLINE, FAIL, INCONCLUSIVE, NO, PASS, YES, kappa_cut
+from ntkscope.verdict import (
+    BORDERLINE,
+    FAIL,
+    INCONCLUSIVE,
+    NO,
+    PASS,
+    THEORY_EXPONENT,
+    YES,
+    kappa_cut,
+)
 
 __all__ = ["phase_diagram", "render_html", "write_report"]
 
@@ -234,27 +244,25 @@ def _ratio_figure(res: CheckResult) -> plt.Figure:
     return fig
 
 
-def _training_figure(res: CheckResult) -> plt.Figure:
-    tr, t = res.training, res.thresholds
+def _training_figure(res: Any) -> plt.Figure:
+    """The loss curve of the run and its NTK change (both kinds of check)."""
+    t, e = res.thresholds, res.evidence
+    loss_steps, losses = res.loss_curve()
+    steps, change = res.change_points()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    good = np.isfinite(tr.losses) & (tr.losses > 0)
-    ax.plot(tr.loss_steps[good], tr.losses[good], color="C0", lw=1.3, label="training loss")
+    good = np.isfinite(losses) & (losses > 0)
+    ax.plot(loss_steps[good], losses[good], color="C0", lw=1.3, label="training loss")
     _log_yaxis(ax)
     ax.set_xlabel("gradient descent step")
     ax.set_ylabel("loss", color="C0")
     ax2 = ax.twinx()
-    steps = [0, *tr.ntk_change]
-    change = [0.0, *tr.ntk_change.values()]
-    if tr.final_ntk_change is not None and tr.steps not in tr.ntk_change:
-        steps.append(tr.steps)
-        change.append(tr.final_ntk_change)
     ax2.plot(steps, change, "s-", color="C3", label="NTK change")
     ax2.axhline(t.change_small, color=_COLORS[PASS], ls="--", lw=1)
     ax2.axhline(t.change_large, color=_COLORS[FAIL], ls="--", lw=1)
     ax2.set_ylim(0, max(1.1 * max(change), 1.2 * t.change_large))
     ax2.set_ylabel("$|\\Theta_t - \\Theta_0|_F / |\\Theta_0|_F$", color="C3")
-    ax.set_title(f"{tr.steps} steps at lr = {res.evidence.lr_scale:g} lr_max "
-                 f"({tr.stop_reason})", fontsize=10)
+    rate = f"{e.lr_scale:g} lr_max" if e.lr_scale is not None else f"{res.training.lr:.3g}"
+    ax.set_title(f"{e.steps} steps at lr = {rate} ({e.stop_reason})", fontsize=10)
     return fig
 
 
@@ -267,28 +275,45 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
-def _rows(res: CheckResult) -> list[tuple[str, str, str, str | None, str]]:
-    """``(quantity, value, threshold, outcome, outcome text)`` for the table."""
-    e, t, v, tr = res.evidence, res.thresholds, res.verdict, res.training
-    cut = kappa_cut(e.samples, t)
-    ill = e.kappa_ratio < cut
-    rows: list[tuple[str, str, str, str | None, str]] = [
-        ("phase, chi1 at q*", f"{e.phase}, {_fmt(e.chi1)}", "ordered < 1 < chaotic", None, ""),
-        ("sigma_w2 vs edge of chaos", f"{e.sigma_w2:g} vs {_fmt(e.sigma_w2_eoc)}",
-         "sw2_EOC(sb2)", None, ""),
-        ("kappa1/kappa2 (theory, c0 = " + _fmt(res.c0_mean, 3) + ")", _fmt(e.kappa_ratio, 5),
-         f"ill-conditioned below {cut:.5g}", FAIL if ill else None,
-         "ill-conditioned" if ill else "well-conditioned"),
+def _rows(res: Any) -> list[tuple[str, str, str, str | None, str]]:
+    """``(quantity, value, threshold, outcome, outcome text)`` for the table (the theory rows
+    for an ntkscope MLP only)."""
+    e, t, v = res.evidence, res.thresholds, res.verdict
+    rows: list[tuple[str, str, str, str | None, str]] = []
+    if e.is_mlp:
+        cut = kappa_cut(e.samples, t)
+        ill = e.kappa_ratio < cut
+        rows += [
+            ("phase, chi1 at q*", f"{e.phase}, {_fmt(e.chi1)}", "ordered < 1 < chaotic", None,
+             ""),
+            ("sigma_w2 vs edge of chaos", f"{e.sigma_w2:g} vs {_fmt(e.sigma_w2_eoc)}",
+             "sw2_EOC(sb2)", None, ""),
+            ("kappa1/kappa2 (theory, c0 = " + _fmt(res.c0_mean, 3) + ")",
+             _fmt(e.kappa_ratio, 5), f"ill-conditioned below {cut:.5g}", FAIL if ill else None,
+             "ill-conditioned" if ill else "well-conditioned"),
+        ]
+    else:
+        rows.append(("theory", "not applicable (not an ntkscope MLP)", "", None, ""))
+    rows += [
         ("R = E[Θ0²]/E[Θ0]²", format_ratio(e.ratio, e.ratio_ci, e.ess or 0.0, e.inits or 0),
          f"pass: CI ≤ {t.ratio_deterministic:g}; fail: R ≥ {t.ratio_random:g}",
          v.criteria["randomness"], v.criteria["randomness"]),
     ]
     if e.hanin_nica is not None:
         rows.append(("Hanin & Nica exp(5L/M)", _fmt(e.hanin_nica), "ReLU (2, 0) law", None, ""))
+    where = (f"loss at {e.loss_fraction:g} L0, {e.steps} steps" if e.reached_fraction
+             else f"{e.steps} steps, {e.stop_reason}")
+    rows.append((f"NTK change ({where})", _fmt(e.ntk_change),
+                 f"pass ≤ {t.change_small:g}; fail ≥ {t.change_large:g} unless it falls with "
+                 "width", v.criteria["change"], v.criteria["change"]))
+    w = e.width_change
+    if w is not None:
+        rows.append((f"NTK change at width {w.widths[1]} ({w.steps[1]} steps, "
+                     f"{w.stop_reasons[1]})", _fmt(w.changes[1]), "same protocol", None, ""))
+        rows.append(("change ~ width^exponent", _fmt(w.exponent, 3),
+                     f"theory {THEORY_EXPONENT:g}; falls if ≤ {t.exponent_falls:g}", None,
+                     "" if w.comparable else "not comparable"))
     rows += [
-        (f"NTK change after {tr.steps} steps", _fmt(e.ntk_change),
-         f"pass ≤ {t.change_small:g}; fail ≥ {t.change_large:g}", v.criteria["change"],
-         v.criteria["change"]),
         ("min loss / initial loss", _fmt(e.loss_drop), "(information)", None, ""),
         ("min loss / constant-predictor loss", _fmt(e.unexplained),
          f"trainable ≤ {t.unexplained_trainable:g}", PASS if v.trainable else FAIL,
@@ -310,12 +335,21 @@ figure{margin:1.2em 0} img{max-width:100%} figcaption{font-size:.88em;color:#555
 """
 
 
-def render_html(res: CheckResult) -> str:
-    """The complete page (figures embedded) as a string."""
+def render_html(res: Any) -> str:
+    """The complete page (figures embedded) as a string: of a :class:`CheckResult` (MLP) or
+    a :class:`ntkscope.model_check.ModelCheckResult` (no phase diagram, no ``R`` curve)."""
     e, v = res.evidence, res.verdict
     esc = html.escape
-    title = (f"{e.activation}, σw² = {e.sigma_w2:g}, σb² = {e.sigma_b2:g}, L = {e.depth}, "
-             f"M = {e.width}")
+    if e.is_mlp:
+        title = (f"{e.activation}, σw² = {e.sigma_w2:g}, σb² = {e.sigma_b2:g}, L = {e.depth}, "
+                 f"M = {e.width}")
+        inits = res.variance.inits
+    else:
+        title = res.heading()
+        inits = res.randomness.inits
+    rate = f"{e.lr_scale:g} lr_max" if e.lr_scale is not None else f"lr {res.training.lr:.3g}"
+    frac = ("" if e.loss_fraction is None
+            else f" until the loss fell to {e.loss_fraction:g} of its initial value,")
     color = _COLORS[v.ntk_regime]
     parts = [
         "<!DOCTYPE html>",
@@ -324,8 +358,8 @@ def render_html(res: CheckResult) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>ntkscope check: is this network in the NTK regime?</h1>",
         f"<p>{esc(title)}; {esc(res.dataset)}, S = {e.samples} samples, "
-        f"{res.variance.inits} initializations, {e.train_steps} training steps at "
-        f"{e.lr_scale:g} lr_max, seed {res.seed}.</p>",
+        f"{inits} initializations, training{esc(frac)} at most {e.train_steps} steps at "
+        f"{esc(rate)}, seed {res.seed}.</p>",
         f'<div class="verdict" style="border-color:{color}">',
         f'<b style="color:{color}">ntk_regime: {esc(v.ntk_regime)}</b>'
         f" &nbsp; (trainable: {'yes' if v.trainable else 'no'})",
@@ -339,14 +373,15 @@ def render_html(res: CheckResult) -> str:
         parts.append(f"<tr>{_cell(name)}{_cell(value)}{_cell(threshold)}"
                      f"{_cell(text, outcome)}</tr>")
     parts.append("</table>")
-    figures = [(phase_diagram(res), "Where the network sits: mean-field theory (Section 2). "
-                "Blue: ordered phase (gradients vanish, NTK close to deterministic at any depth, "
-                "deep networks untrainable); red: chaotic phase (NTK random and changing when "
-                "L/M is not small). Dashed: the edge of chaos.")]
+    figures = [] if not e.is_mlp else [(
+        phase_diagram(res), "Where the network sits: mean-field theory (Section 2). "
+        "Blue: ordered phase (gradients vanish, NTK close to deterministic at any depth, "
+        "deep networks untrainable); red: chaotic phase (NTK random and changing when "
+        "L/M is not small). Dashed: the edge of chaos.")]
     if res.curve:
         figures.append((_ratio_figure(res), "R against depth at this width (fewer "
                         "initializations than the check itself away from its depth)."))
-    figures.append((_training_figure(res), "The short training run: loss (left axis) and "
+    figures.append((_training_figure(res), "The training run: loss (left axis) and "
                     "relative NTK change (right axis) with the pass and fail thresholds."))
     parts.append("<h2>Figures</h2>")
     for fig, caption in figures:
@@ -359,7 +394,7 @@ def render_html(res: CheckResult) -> str:
     return "\n".join(parts)
 
 
-def write_report(res: CheckResult, path: str | os.PathLike[str]) -> Path:
+def write_report(res: Any, path: str | os.PathLike[str]) -> Path:
     """Render the page and write it atomically (whole or not at all)."""
     target = check_output_file(path, "html")
     page = render_html(res).encode("utf-8")

@@ -18,9 +18,9 @@ from typing import Any
 
 from ntkscope.cli import common
 from ntkscope.defaults import CHECK_LOSS_FRACTION as LOSS_FRACTION
-from ntkscope.defaults import CHECK_STEPS as STEPS
 from ntkscope.defaults import CHECK_MODEL_INITS as MODEL_INITS
 from ntkscope.defaults import CHECK_PROBES as PROBES
+from ntkscope.defaults import CHECK_STEPS as STEPS
 from ntkscope.defaults import INITS
 from ntkscope.validation import NtkscopeInputError
 
