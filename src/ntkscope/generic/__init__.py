@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from ntkscope.generic._api import Method, budget_for, method_functions, module_ntk
 from ntkscope.generic._factory import init_model, load_factory
+from ntkscope.generic._init_randomness import (
+    InitRandomnessResult,
+    factory_spec,
+    init_randomness,
+    inputs_fingerprint,
+)
 from ntkscope.generic._inputs import Inputs
 from ntkscope.generic._memory import activation_profile, default_budget, parse_memory
 from ntkscope.generic._problem import Problem, build_problem
@@ -19,6 +25,7 @@ from ntkscope.generic._randomness import init_kernels
 from ntkscope.generic._reference import reference_module_ntk
 
 __all__ = [
+    "InitRandomnessResult",
     "Inputs",
     "Method",
     "Problem",
@@ -26,8 +33,11 @@ __all__ = [
     "budget_for",
     "build_problem",
     "default_budget",
+    "factory_spec",
     "init_kernels",
     "init_model",
+    "init_randomness",
+    "inputs_fingerprint",
     "load_factory",
     "method_functions",
     "module_ntk",
