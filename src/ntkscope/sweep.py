@@ -8,7 +8,9 @@ top-level function so worker processes can import it.
 
 :func:`run_sweep` computes only the cells missing from the :class:`~ntkscope.store.Store`
 (and, with ``retry_failed=True``, the failed ones), on local worker processes
-(``executor="local"``) or a Dask cluster (``executor="dask"``). Workers only compute; the
+(``executor="local"``), a Dask cluster (``executor="dask"``) or, one after the other, in the
+calling process (``executor="inline"``: for cell functions worker processes cannot import,
+such as closures over a user's lambda, and for debugging). Workers only compute; the
 driver process receives each result as it completes and writes it in one transaction, so a
 run killed at any moment leaves only complete rows and the rerun finishes the rest. The
 report lists the stored rows in the order of the given cells. See ``docs/sweeps.md``.
@@ -41,7 +43,7 @@ from ntkscope.progress import Progress
 from ntkscope.store import CellRecord, Store, canonical, cell_key, summary_json
 from ntkscope.validation import NtkscopeInputError, positive_int
 
-EXECUTORS = ("local", "dask")
+EXECUTORS = ("local", "dask", "inline")
 #: Seconds to wait for an existing Dask scheduler before giving up.
 CONNECT_TIMEOUT = 5.0
 # Thread pools a worker process limits to one thread (the workers already fill the cores).
@@ -193,13 +195,19 @@ def _worker_init() -> None:
 
 
 def _run_cell(fn: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> tuple:
-    """Run ``fn(config)`` in a worker; returns ``(summary, samples, error, wall_time)``.
+    """Run ``fn(config)`` in a worker; returns ``(summary, samples, error, wall_time)``
+    (:func:`_cell_result`)."""
+    if not _worker_ready:
+        _worker_init()
+    return _cell_result(fn, config)
+
+
+def _cell_result(fn: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> tuple:
+    """``fn(config)`` as ``(summary, samples, error, wall_time)``.
 
     Exceptions become an error message (first line ``Type: message``, then the traceback) so
     one bad cell never stops the sweep.
     """
-    if not _worker_ready:
-        _worker_init()
     start = time.perf_counter()
     try:
         out = fn(config)
@@ -294,15 +302,21 @@ def run_sweep(
     retry_failed: bool = False,
     quiet: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT,
+    *,
+    unit: str = "cell",
+    size: Callable[[Cell], int] | None = None,
 ) -> SweepReport:
     """Compute the cells missing from ``store`` with ``fn`` and return every cell's row.
 
     ``executor="local"`` runs ``workers`` (default: all cores) worker processes;
     ``executor="dask"`` connects to the Dask scheduler at ``scheduler`` (``"tcp://HOST:PORT"``)
     or, without one, starts a local cluster of ``workers`` single-threaded processes for
-    the run. A cell whose ``fn`` raises is stored as failed with the message and the sweep
-    goes on; ``retry_failed=True`` computes failed cells again. ``quiet`` hides the progress
-    bar (stderr). Duplicate cells are computed once.
+    the run; ``executor="inline"`` computes the cells in this process, in order (``fn`` need
+    not be importable; ``workers`` is ignored). A cell whose ``fn`` raises is stored as failed
+    with the message and the sweep goes on; ``retry_failed=True`` computes failed cells
+    again. ``quiet`` hides the progress bar (stderr), which counts cells, or ``size(cell)``
+    items of ``unit`` per cell (e.g. the initializations a cell draws). Duplicate cells are
+    computed once.
     """
     start = time.perf_counter()
     cells = _check_cells(cells)
@@ -327,23 +341,28 @@ def run_sweep(
     computed = 0
     n_workers = min(n_workers, len(todo)) if todo else n_workers  # no idle processes
     if todo:
-        desc = f"cells ({len(unique) - len(todo)} cached)" if len(todo) < len(unique) else "cells"
+        weight = size if size is not None else (lambda c: 1)
+        done_before = sum(weight(c) for c in unique) - sum(weight(c) for c in todo)
+        desc = f"{unit}s ({done_before} cached)" if done_before else f"{unit}s"
         with ExitStack() as stack:
-            if executor == "local":
+            if executor == "inline":
+                outcomes = ((c, _cell_result(fn, c.config)) for c in todo)
+            elif executor == "local":
                 _check_importable(fn)
                 outcomes = _local_outcomes(todo, fn, n_workers)
             else:  # connect (or start the cluster) before the progress bar appears
                 client = stack.enter_context(_dask_client(n_workers, scheduler, connect_timeout))
                 outcomes = _dask_outcomes(todo, fn, client)
             stack.enter_context(closing(outcomes))
-            bar = stack.enter_context(Progress(len(todo), desc, unit="cell", quiet=quiet))
+            bar = stack.enter_context(Progress(sum(weight(c) for c in todo), desc, unit=unit,
+                                               quiet=quiet))
             for cell, (summary, samples, error, wall) in outcomes:
                 if error is None:
                     store.put_done(cell.key, cell.kind, cell.config, summary, samples, wall)
                 else:
                     store.put_failed(cell.key, cell.kind, cell.config, error, wall)
                 computed += 1
-                bar.update(ok=error is None)
+                bar.update(ok=error is None, n=weight(cell))
 
     records = {c.key: store.get(c.key) for c in unique}
     ordered = [records[c.key] for c in cells]

@@ -15,6 +15,12 @@ from ntkscope.generic._api import Method, budget_for, method_functions, module_n
 from ntkscope.generic._data import ModelInputs, NpzData, load_npz, model_inputs
 from ntkscope.generic._factory import init_model, load_factory
 from ntkscope.generic._fit import FitConfig, FitResult, fit
+from ntkscope.generic._init_randomness import (
+    InitRandomnessResult,
+    factory_spec,
+    init_randomness,
+    inputs_fingerprint,
+)
 from ntkscope.generic._inputs import Inputs
 from ntkscope.generic._memory import activation_profile, default_budget, parse_memory
 from ntkscope.generic._problem import Problem, build_problem
@@ -24,6 +30,7 @@ from ntkscope.generic._reference import reference_module_ntk
 __all__ = [
     "FitConfig",
     "FitResult",
+    "InitRandomnessResult",
     "Inputs",
     "Method",
     "ModelInputs",
@@ -33,9 +40,12 @@ __all__ = [
     "budget_for",
     "build_problem",
     "default_budget",
+    "factory_spec",
     "fit",
     "init_kernels",
     "init_model",
+    "init_randomness",
+    "inputs_fingerprint",
     "load_factory",
     "load_npz",
     "method_functions",
