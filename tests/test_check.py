@@ -13,11 +13,11 @@ import pytest
 from ntkscope import NetworkSpec
 from ntkscope.check import check_network
 from ntkscope.cli.main import main
-from ntkscope.verdict import THRESHOLDS, Evidence, judge
+from ntkscope.verdict import THRESHOLDS, Evidence, WidthChange, judge
 
 KEYS = ["phase", "chi1", "sigma_w2_eoc", "kappa_ratio", "ratio", "ratio_ci", "ntk_change",
         "loss_drop", "ntk_regime", "reasons"]
-SMALL = ["--samples", "32", "--inits", "300", "--train-steps", "50"]
+SMALL = ["--samples", "32", "--inits", "300", "--train-steps", "50", "--second-width", "none"]
 
 
 def _evidence(**changes: object) -> Evidence:
@@ -68,7 +68,56 @@ def test_rules_pass_borderline_fail() -> None:
     assert judge(_evidence(ratio=5.0, ratio_ci=(3.0, 9.0), ntk_change=0.01)).ntk_regime == "no"
     assert THRESHOLDS.to_dict() == {
         "ratio_deterministic": 1.1, "ratio_random": 2.0, "change_small": 0.1,
-        "change_large": 0.3, "unexplained_trainable": 0.5, "kappa_ill_conditioned": 1.5}
+        "change_large": 0.3, "unexplained_trainable": 0.5, "kappa_ill_conditioned": 1.5,
+        "exponent_falls": -0.25}
+
+
+def _widths(c1: float, c2: float, m1: int = 256, m2: int = 1024,
+            reasons: tuple[str, str] = ("loss_fraction", "loss_fraction")) -> WidthChange:
+    return WidthChange.of((m1, m2), (c1, c2), (100, 200), reasons)
+
+
+def test_rules_width_comparison() -> None:
+    """A large change that falls with width like theory (exponent <= -0.25, comparable runs)
+    is borderline, not no; one that does not fall, or runs that stopped at different points
+    of training, fail as before; small changes pass whatever the width does."""
+    w = _widths(0.4, 0.1)
+    assert w.exponent == pytest.approx(np.log(0.1 / 0.4) / np.log(4.0)) and w.comparable
+    assert w.exponent == pytest.approx(-1.0)
+    frac = {"loss_fraction": 0.01, "stop_reason": "loss_fraction"}
+    v = judge(_evidence(ntk_change=0.4, width_change=w, **frac))
+    assert v.criteria["change"] == "borderline" and v.ntk_regime == "borderline"
+    assert "falling with the width like NTK theory" in v.reasons[0]
+    assert "width^-1.00" in v.reasons[2] and "near width 1,024" in v.reasons[2]
+    # exponent -0.251 falls, -0.249 does not (the threshold is -0.25)
+    c2 = 0.4 * 4.0 ** -0.251
+    assert judge(_evidence(ntk_change=0.4, width_change=_widths(0.4, c2), **frac)
+                 ).criteria["change"] == "borderline"
+    v = judge(_evidence(ntk_change=0.4, width_change=_widths(0.4, 0.4 * 4.0 ** -0.249),
+                        **frac))
+    assert v.criteria["change"] == "fail" and "does not fall with the width" in v.reasons[2]
+    # not comparable: the wider run hit the budget
+    v = judge(_evidence(ntk_change=0.4, width_change=_widths(0.4, 0.1, reasons=(
+        "loss_fraction", "max_steps")), **frac))
+    assert v.criteria["change"] == "fail" and "not comparable" in v.reasons[2]
+    # a narrower second width works the same way
+    v = judge(_evidence(ntk_change=0.4, width_change=_widths(0.4, 1.6, 256, 64), **frac))
+    assert v.criteria["change"] == "borderline"
+    # small changes pass, and the change is reported at the loss fraction
+    v = judge(_evidence(ntk_change=0.05, width_change=_widths(0.05, 0.06), steps=38, **frac))
+    assert v.ntk_regime == "yes"
+    assert "after 38 steps (loss at 0.01 of its initial value)" in v.reasons[2]
+
+
+def test_rules_without_mlp_theory() -> None:
+    """Evidence of any model: the MLP fields are optional, theory is 'not applicable'."""
+    e = Evidence(samples=16, ratio=1.02, ratio_ci=(1.01, 1.05), ntk_change=0.05, steps=20,
+                 stop_reason="loss_fraction", loss_drop=0.01, unexplained=0.02,
+                 loss_fraction=0.01, model="m.py:cnn")
+    v = judge(e)
+    assert v.ntk_regime == "yes" and v.trainable
+    assert v.reasons[-1].startswith("theory: not applicable (not an ntkscope MLP)")
+    assert not any(r.startswith(("phase", "conditioning")) for r in v.reasons)
 
 
 def test_rules_trainability_and_conditioning() -> None:
@@ -178,7 +227,8 @@ def test_json_equals_direct_calls(capsys: pytest.CaptureFixture[str]) -> None:
     act, sw2, sb2, L, M, seed = "tanh", 2.5, 0.2, 3, 64, 3
     code, out, _ = _cli(capsys, "--activation", act, "--sigma-w2", str(sw2), "--sigma-b2",
                         str(sb2), "--depth", str(L), "--width", str(M), "--seed", str(seed),
-                        "--dataset", "gaussian", *SMALL, "--json")
+                        "--dataset", "gaussian", *SMALL, "--second-width", "auto",
+                        "--loss-fraction", "0.05", "--json")
     assert code == 0
     d = json.loads(out)
     assert list(d)[: len(KEYS)] == KEYS
@@ -193,12 +243,24 @@ def test_json_equals_direct_calls(capsys: pytest.CaptureFixture[str]) -> None:
     assert d["kappa_ratio"] == pytest.approx(float(mf.kappa1 / mf.kappa2), rel=1e-12)
     var = ntk_variance(NetworkSpec(act, sw2, sb2, L, M, 784), inits=300, seed=seed)
     assert d["ratio"] == var.ratio and d["ratio_ci"] == list(var.ratio_ci)
-    tr = train(MLP(784, M, L, act, sw2, sb2), data.X, data.y, batch=1, seed=seed,
-               rate=LearningRate(lr_scale=0.5), stop=StoppingRule(max_steps=50),
-               record=Recording((10,)), execution=Execution(threads=1)).results[0]
+    runs = [train(MLP(784, m, L, act, sw2, sb2), data.X, data.y, batch=1, seed=seed,
+                  rate=LearningRate(lr_scale=0.5),
+                  stop=StoppingRule(max_steps=50, loss_fraction=0.05),
+                  record=Recording((10,)), execution=Execution(threads=1)).results[0]
+            for m in (M, 4 * M)]
+    tr, wide = runs
     assert d["ntk_change"] == tr.final_ntk_change
     assert d["loss_drop"] == tr.min_loss / tr.initial_loss
-    assert d["ntk_change_steps"] == {"10": tr.ntk_change[10]}
+    assert d["ntk_change_steps"] == ({"10": tr.ntk_change[10]} if 10 in tr.ntk_change else {})
+    assert d["loss_fraction"] == 0.05 and d["steps"] == tr.steps
+    assert d["steps_to_fraction"] == (tr.steps if tr.stop_reason == "loss_fraction" else None)
+    wc = d["width_change"]
+    assert wc["widths"] == [M, 4 * M] and wc["theory_exponent"] == -0.5
+    assert wc["changes"] == [tr.final_ntk_change, wide.final_ntk_change]
+    assert wc["steps"] == [tr.steps, wide.steps]
+    assert wc["exponent"] == pytest.approx(
+        np.log(wide.final_ntk_change / tr.final_ntk_change) / np.log(4.0), rel=1e-12)
+    assert d["settings"]["second_width"] == 4 * M and d["settings"]["steps"] == 50
     assert d["ntk_regime"] in ("yes", "borderline", "no") and len(d["reasons"]) >= 4
     assert d["settings"]["seed"] == seed and d["thresholds"] == THRESHOLDS.to_dict()
 
@@ -236,7 +298,10 @@ def test_html_report_is_self_contained(capsys: pytest.CaptureFixture[str],
     (["--samples", "100000"], "samples"),
     (["--samples", "1"], "samples"),
     (["--inits", "1"], "inits"),
-    (["--train-steps", "0"], "train_steps"),
+    (["--train-steps", "0"], "steps"),
+    (["--loss-fraction", "1.5"], "loss_fraction"),
+    (["--second-width", "16"], "second_width"),
+    (["--loss", "mse"], "only with --model"),
     (["--lr-scale", "0"], "lr_scale"),
     (["--activation", "sigmoid"], "activation"),
     (["--dataset", "cifar"], "dataset"),
@@ -277,5 +342,6 @@ def test_default_size_finishes_in_time(capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0
     d = json.loads(out)
     assert d["settings"]["samples"] == 128 and d["settings"]["inits"] == 1000
-    assert d["settings"]["train_steps"] == 200 and d["steps"] >= 1
+    assert d["settings"]["steps"] == 1000 and d["steps"] >= 1
+    assert d["settings"]["second_width"] == 64 and d["width_change"]["widths"] == [256, 64]
     assert seconds < 120, seconds

@@ -393,3 +393,31 @@ def test_bad_data(data: tuple[np.ndarray, np.ndarray]) -> None:
         Recording("10,100")  # type: ignore[arg-type]
     with pytest.raises(NtkscopeInputError, match="X"):  # a spec fixing another input_dim
         train(NetworkSpec("relu", 2.0, 0.0, 1, 8, input_dim=10), X, y)
+
+
+def test_loss_fraction_stops_at_the_first_step_below_it() -> None:
+    """StoppingRule(loss_fraction=f) stops at the first step with L_t <= f L_0: the step a run
+    without the rule first gets there, with the NTK change of a run of exactly that many
+    steps; None keeps the old behaviour."""
+    from ntkscope.training import LearningRate, Recording, StoppingRule, train
+
+    data = load_dataset("gaussian", 16, 1, dim=20)
+    net = MLP(20, 32, 2, "tanh", 1.5, 0.1)
+    kw = {"seed": 2, "rate": LearningRate(lr_scale=0.5), "record": Recording(())}
+    free = train(net, data.X, data.y, stop=StoppingRule(200, patience=None), **kw).results[0]
+    first = int(np.flatnonzero(free.losses <= 0.05 * free.initial_loss)[0])
+    assert free.loss_steps[first] == first  # the stored curve holds every step here
+    got = train(net, data.X, data.y, stop=StoppingRule(200, patience=None, loss_fraction=0.05),
+                **kw).results[0]
+    assert got.stop_reason == "loss_fraction" and got.steps == first
+    assert got.final_loss <= 0.05 * got.initial_loss < free.losses[first - 1]
+    exact = train(net, data.X, data.y, stop=StoppingRule(first, patience=None), **kw).results[0]
+    assert got.final_ntk_change == exact.final_ntk_change and exact.stop_reason == "max_steps"
+    # a budget too small to get there: max_steps, as before
+    short = train(net, data.X, data.y, stop=StoppingRule(first - 1, patience=None,
+                                                         loss_fraction=0.05), **kw).results[0]
+    assert short.stop_reason == "max_steps" and short.steps == first - 1
+    assert StoppingRule().loss_fraction is None
+    for bad in (0.0, 1.0, -0.1, float("nan")):
+        with pytest.raises(NtkscopeInputError, match="loss_fraction"):
+            StoppingRule(loss_fraction=bad)

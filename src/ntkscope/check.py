@@ -259,7 +259,8 @@ def change_rows(e: Evidence, t: Thresholds, v: Verdict) -> list[tuple[str, Any, 
     exponent."""
     where = (f"loss at {e.loss_fraction:g} L0, {e.steps} steps" if e.reached_fraction
              else f"{e.steps} steps, {e.stop_reason}")
-    width = "" if e.width is None else f"M={e.width}, "
+    label = "M=" if e.is_mlp else "width "
+    width = "" if e.width is None else f"{label}{e.width}, "
     rows: list[tuple[str, Any, str]] = [
         (f"NTK change ({width}{where})", fmt(e.ntk_change),
          f"pass if <= {t.change_small:g}, fail if >= {t.change_large:g} unless it falls with "
@@ -268,7 +269,7 @@ def change_rows(e: Evidence, t: Thresholds, v: Verdict) -> list[tuple[str, Any, 
     w = e.width_change
     if w is not None:
         reason = "" if w.stop_reasons[1] == "loss_fraction" else f", {w.stop_reasons[1]}"
-        rows.append((f"NTK change (M={w.widths[1]}, {w.steps[1]} steps{reason})",
+        rows.append((f"NTK change ({label}{w.widths[1]}, {w.steps[1]} steps{reason})",
                      fmt(w.changes[1]), "same protocol at the second width"))
         rows.append(("change ~ width^exponent",
                      "-" if w.exponent is None else f"{w.exponent:.3f}",

@@ -401,13 +401,13 @@ def check_model(
 
     from ntkscope.generic import (
         FitConfig,
-        ModelFactory,
         fit,
         init_model,
         init_randomness,
         load_factory,
         model_inputs,
     )
+    from ntkscope.generic._factory import ModelFactory
 
     start = time.perf_counter()
     if isinstance(factory, str):
