@@ -405,8 +405,9 @@ def check_model(
         init_model,
         init_randomness,
         load_factory,
-        model_inputs,
     )
+    from ntkscope.generic._data import input_shape as model_input_shape
+    from ntkscope.generic._data import model_dtype_device
     from ntkscope.generic._factory import ModelFactory
 
     start = time.perf_counter()
@@ -460,19 +461,16 @@ def check_model(
     with torch.random.fork_rng(devices=[]):
         model = init_model(build, seed)
     X = data.X
+    _, device = model_dtype_device(model)
     if X.ndim == 2:
-        shaped = model_inputs(model, X, input_shape)
-        x, shape, why = shaped.x, shaped.shape, shaped.why
+        shape, why = model_input_shape(model, int(X.shape[1]), input_shape)
     else:
         if input_shape is not None:
             raise NtkscopeInputError("input_shape: the file's 'x' has a shape per sample "
                                      f"already, {tuple(X.shape[1:])}")
-        from ntkscope.generic._data import model_dtype_device
-
-        dtype, device = model_dtype_device(model)
-        x = torch.as_tensor(X).to(dtype=dtype, device=device)
         shape, why = tuple(X.shape[1:]), "as stored in the file"
-    x = x.to(torch.float64)
+    # float64 from the data itself (the kernels and runs are float64 whatever the model's dtype)
+    x = torch.as_tensor(X, dtype=torch.float64).to(device).reshape(-1, *shape)
     with torch.no_grad():
         model.eval()
         try:
