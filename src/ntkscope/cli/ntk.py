@@ -19,7 +19,7 @@ import argparse
 import dataclasses
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -39,11 +39,7 @@ from ntkscope.io import atomic_open, check_output_file
 from ntkscope.kernel_summary import diagonal_summary, kernel_summary
 from ntkscope.validation import NtkscopeInputError
 
-if TYPE_CHECKING:
-    import torch
-
 OUTPUTS = ("trace", "diagonal", "full")
-IMAGE_SHAPE = (1, 28, 28)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -145,52 +141,10 @@ def _run_mlp(args: argparse.Namespace, out: Any, t0: float) -> int:
     return 0
 
 
-def _first_layer(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The first submodule (in registration order) holding parameters itself."""
-    return next((m for m in model.modules() if any(True for _ in m.parameters(recurse=False))),
-                None)
-
-
-def _input_shape(text: str | None, model: torch.nn.Module, m0: int) -> tuple[tuple[int, ...],
-                                                                           str]:
-    """The shape of one input and why: ``--input-shape``, else flat for an ``nn.Linear``
-    first layer, else ``1 x 28 x 28`` images."""
-    import torch
-
-    if text is not None:
-        try:
-            shape = tuple(int(v) for v in text.replace("x", ",").split(","))
-        except ValueError:
-            raise NtkscopeInputError(
-                f"--input-shape: expected integers such as 1,28,28, got {text!r}") from None
-        if not shape or min(shape) < 1 or int(np.prod(shape)) != m0:
-            raise NtkscopeInputError(
-                f"--input-shape: {text} does not hold the {m0} values of one input")
-        return shape, "--input-shape"
-    first = _first_layer(model)
-    if isinstance(first, torch.nn.Linear):
-        return (m0,), "flat: the model's first layer is nn.Linear"
-    if m0 != int(np.prod(IMAGE_SHAPE)):
-        raise NtkscopeInputError(
-            f"--input-shape: give the shape of one input ({m0} values; the model's first "
-            f"layer is {type(first).__name__}, not nn.Linear)")
-    kind = "no layer with parameters" if first is None else type(first).__name__
-    return IMAGE_SHAPE, f"images: the model's first layer is {kind}"
-
-
-def _model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
-    import torch
-
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.dtype.is_floating_point:
-            return t.dtype, t.device
-    return torch.get_default_dtype(), torch.device("cpu")
-
-
 def _run_model(args: argparse.Namespace, out: Any, t0: float) -> int:
     import torch
 
-    from ntkscope.generic import init_model, load_factory, module_ntk
+    from ntkscope.generic import init_model, load_factory, model_inputs, module_ntk
 
     given = [f"--{n.replace('_', '-')}" for n in NETWORK_FLAGS if getattr(args, n) is not None]
     if given:
@@ -201,12 +155,10 @@ def _run_model(args: argparse.Namespace, out: Any, t0: float) -> int:
         raise NtkscopeInputError("--save-params: only for the built-in MLP (save your model's "
                                  "state_dict yourself)")
     factory = load_factory(args.model)
-    data = load_dataset(args.dataset, args.samples, args.seed, data_dir=args.data_dir,
-                        dim=args.input_dim)
     model = init_model(factory, args.seed)
-    shape, why = _input_shape(args.input_shape, model, int(data.X.shape[1]))
-    dtype, device = _model_dtype_device(model)
-    X = torch.as_tensor(data.X).to(dtype=dtype, device=device).reshape(-1, *shape)
+    data = model_inputs(model, args.dataset, args.samples, args.seed, data_dir=args.data_dir,
+                        input_dim=args.input_dim, input_shape=args.input_shape)
+    X, shape, why, dtype = data.x, data.shape, data.layout, data.x.dtype
     kwargs: dict[str, Any] = {}
     if args.method is not None:
         kwargs["method"] = args.method

@@ -11,6 +11,7 @@ tile functions), ``_api`` (validation, method choice, tiling), ``_reference``.
 from __future__ import annotations
 
 from ntkscope.generic._api import Method, budget_for, method_functions, module_ntk
+from ntkscope.generic._data import ModelInputs, model_inputs
 from ntkscope.generic._factory import init_model, load_factory
 from ntkscope.generic._init_randomness import (
     InitRandomnessResult,
@@ -28,6 +29,7 @@ __all__ = [
     "InitRandomnessResult",
     "Inputs",
     "Method",
+    "ModelInputs",
     "Problem",
     "activation_profile",
     "budget_for",
@@ -40,6 +42,7 @@ __all__ = [
     "inputs_fingerprint",
     "load_factory",
     "method_functions",
+    "model_inputs",
     "module_ntk",
     "parse_memory",
     "reference_module_ntk",

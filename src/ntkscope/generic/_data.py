@@ -1,0 +1,178 @@
+"""Data-set inputs shaped for a model (the command line's ``--model`` commands).
+
+A sample of ``M0`` values goes in flat, ``(S, M0)``, when the model's first layer holding
+parameters is ``nn.Linear``, else as images ``(S, 1, 28, 28)``; an explicit shape overrides
+both, and inputs of an ``.npz`` file with more than two axes are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ntkscope.validation import NtkscopeInputError, positive_int
+
+__all__ = ["IMAGE_SHAPE", "ModelInputs", "first_layer", "input_shape_for", "model_inputs"]
+
+#: Shape of one image input (MNIST, Fashion-MNIST).
+IMAGE_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInputs:
+    """Inputs for a model.
+
+    Attributes:
+        x: ``(S, *shape)`` tensor in the model's floating dtype, on its device.
+        y: ``(S,)`` or ``(S, K)`` float64 targets (a data set's ``+-1`` targets; an ``.npz``
+            file's ``y``), ``None`` for an ``.npz`` without ``y``.
+        shape: the shape of one input.
+        layout: how the shape was chosen (``"flat: the model's first layer is nn.Linear"``).
+        source: where the inputs came from; ``note``: a one-line note for the user or ``None``.
+    """
+
+    x: torch.Tensor
+    y: np.ndarray | None
+    shape: tuple[int, ...]
+    layout: str
+    source: str
+    note: str | None = None
+
+    def describe(self) -> str:
+        """``128 x 1 x 28 x 28, float64 (images: the model's first layer is Conv2d)``."""
+        dims = " x ".join(str(v) for v in self.x.shape)
+        return f"{dims}, {str(self.x.dtype).replace('torch.', '')} ({self.layout})"
+
+
+def first_layer(model: nn.Module) -> nn.Module | None:
+    """The first submodule (in registration order) holding parameters itself."""
+    return next((m for m in model.modules() if any(True for _ in m.parameters(recurse=False))),
+                None)
+
+
+def _parse_shape(shape: str | Sequence[int]) -> tuple[int, ...]:
+    text = shape if isinstance(shape, str) else ",".join(str(v) for v in shape)
+    try:
+        out = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise NtkscopeInputError(
+            f"input_shape: expected integers such as 1,28,28, got {shape!r}") from None
+    if not out or min(out) < 1:
+        raise NtkscopeInputError(f"input_shape: expected positive sizes, got {shape!r}")
+    return out
+
+
+def input_shape_for(model: nn.Module, m0: int, input_shape: str | Sequence[int] | None = None
+                    ) -> tuple[tuple[int, ...], str]:
+    """The shape of one input of ``m0`` values and why: ``input_shape`` when given (``"1,28,28"``
+    or a sequence), else flat ``(m0,)`` for a model whose :func:`first_layer` is
+    ``nn.Linear``, else :data:`IMAGE_SHAPE` (``m0`` must then be 784).
+
+    Raises:
+        NtkscopeInputError: a shape that does not hold ``m0`` values; a non-``Linear`` model
+            with inputs that are not 28 x 28 images and no ``input_shape``.
+    """
+    if input_shape is not None:
+        shape = _parse_shape(input_shape)
+        if int(np.prod(shape)) != m0:
+            raise NtkscopeInputError(
+                f"input_shape: {input_shape} does not hold the {m0} values of one input")
+        return shape, "shape given"
+    first = first_layer(model)
+    if isinstance(first, nn.Linear):
+        return (m0,), "flat: the model's first layer is nn.Linear"
+    if m0 != int(np.prod(IMAGE_SHAPE)):
+        raise NtkscopeInputError(
+            f"input_shape: give the shape of one input ({m0} values; the model's first "
+            f"layer is {type(first).__name__}, not nn.Linear)")
+    kind = "no layer with parameters" if first is None else type(first).__name__
+    return IMAGE_SHAPE, f"images: the model's first layer is {kind}"
+
+
+def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of the model's first floating parameter or buffer (default dtype,
+    CPU for a model without any)."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.dtype.is_floating_point:
+            return t.dtype, t.device
+    return torch.get_default_dtype(), torch.device("cpu")
+
+
+def _npz(path: Path, samples: int) -> tuple[np.ndarray, np.ndarray | None]:
+    if not path.is_file():
+        raise NtkscopeInputError(f"dataset: no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "X" not in data:
+                raise NtkscopeInputError(
+                    f"dataset: {path} has no array 'X' (the inputs, first axis the samples); "
+                    f"it holds {', '.join(data.files) or 'nothing'}")
+            X = np.asarray(data["X"])
+            y = np.asarray(data["y"]) if "y" in data else None
+    except NtkscopeInputError:
+        raise
+    except Exception as exc:
+        raise NtkscopeInputError(f"dataset: cannot read {path} as .npz: {exc}") from None
+    if X.ndim < 2 or X.shape[0] < 1 or not np.issubdtype(X.dtype, np.number):
+        raise NtkscopeInputError(f"dataset: {path}: X must be numeric with shape (N, ...), "
+                                 f"got {X.dtype} {X.shape}")
+    if samples > X.shape[0]:
+        raise NtkscopeInputError(f"samples: {path} holds {X.shape[0]} inputs, asked for "
+                                 f"{samples}")
+    if y is not None and (y.ndim == 0 or y.shape[0] != X.shape[0]
+                          or not np.issubdtype(y.dtype, np.number)):
+        raise NtkscopeInputError(f"dataset: {path}: y must be numeric with one row per input "
+                                 f"({X.shape[0]}), got {y.dtype} {y.shape}")
+    X = X[:samples].astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise NtkscopeInputError(f"dataset: {path}: X holds NaN or inf")
+    if y is not None:
+        y = y[:samples].astype(np.float64)
+    return X, y
+
+
+def model_inputs(model: nn.Module, dataset: str = "mnist", samples: int = 128, seed: int = 0, *,
+                 data_dir: str | os.PathLike[str] | None = None, input_dim: int | None = None,
+                 input_shape: str | Sequence[int] | None = None) -> ModelInputs:
+    """``samples`` inputs of ``dataset`` shaped for ``model`` (:func:`input_shape_for`).
+
+    ``dataset`` is ``"mnist"``, ``"fashion-mnist"``, ``"gaussian"``
+    (:func:`ntkscope.datasets.load_dataset`: class-balanced, seeded by ``seed``, normalized
+    to ``|x|^2 = M0``; ``input_dim`` for gaussian) or a ``FILE.npz`` holding ``X`` (``(N,
+    M0)`` reshaped by the rule, or ``(N, ...)`` used as it is) and optionally targets ``y``;
+    its first ``samples`` rows are taken as they are (no normalization).
+
+    Raises:
+        NtkscopeInputError: an unknown data set, a bad file, too many samples, a shape that
+            does not fit.
+    """
+    from ntkscope.datasets import load_dataset
+
+    samples = positive_int("samples", samples)
+    note = None
+    if isinstance(dataset, (str, os.PathLike)) and str(dataset).endswith(".npz"):
+        path = Path(dataset).expanduser()
+        if data_dir is not None or input_dim is not None:
+            raise NtkscopeInputError("dataset: data_dir and input_dim are for the named data "
+                                     "sets, not an .npz file")
+        X, y = _npz(path, samples)
+        source = str(path)
+    else:
+        data = load_dataset(dataset, samples, seed, data_dir=data_dir, dim=input_dim)
+        X, y, source, note = data.X, data.y, data.source, data.note
+    dtype, device = model_dtype_device(model)
+    if X.ndim > 2:
+        if input_shape is not None:
+            raise NtkscopeInputError(f"input_shape: the inputs of {source} already have the "
+                                     f"shape {X.shape[1:]}")
+        shape, why = tuple(int(v) for v in X.shape[1:]), f"as stored in {Path(source).name}"
+    else:
+        shape, why = input_shape_for(model, int(X.shape[1]), input_shape)
+    x = torch.as_tensor(X).to(dtype=dtype, device=device).reshape(-1, *shape)
+    return ModelInputs(x, y, shape, why, source, note)
