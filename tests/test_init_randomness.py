@@ -256,7 +256,7 @@ def test_ratio_agrees_with_the_mlp_sampler() -> None:
 
 
 def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from ntkscope.cli import main
+    from ntkscope.cli.main import main
 
     code = main(args)
     out, err = capsys.readouterr()
@@ -273,7 +273,7 @@ def test_cli_json(tmp_path, capsys) -> None:
     data = json.loads(out)
     assert data["inits"] == 6 and len(data["ratios"]) == 3 and data["ratio"] >= 1
     assert data["worst"] == int(np.argmax(data["ratios"]))
-    assert data["input_layout"].startswith("flat")
+    assert "flat" in data["inputs_described"] and "3 x 784" in data["inputs_described"]
 
 
 @pytest.mark.parametrize("args", [
@@ -294,6 +294,7 @@ def test_result_renders(x) -> None:
     json.dumps(d)
     assert set(d) >= {"ratio", "ratio_ci", "ess", "ratio_is_lower_bound", "inits", "ratios",
                       "ratio_cis", "esses", "lower_bounds", "kernel_std", "worst"}
-    _, rows = res.table()
-    assert len(rows) == 5 and rows[0][0] == res.worst
-    assert "R of the worst input" in res.rows()[0][0] and "6 inits" in res.title()
+    rows = res.rows()
+    assert rows[0][0] == f"R of the worst input ({res.worst})"
+    assert rows[0][1] == res.ratio_text() and sum("R of input" in r[0] for r in rows) == 4
+    assert "6 inits" in res.title()

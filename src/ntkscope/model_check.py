@@ -38,13 +38,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ntkscope.check import LOSS_FRACTION, STEPS, change_rows
-from ntkscope.datasets import DATASET_NAMES, dataset_name, load_dataset
+from ntkscope.datasets import DATASET_NAMES, dataset_name
 from ntkscope.defaults import CHECK_MODEL_INITS, CHECK_PROBES
 from ntkscope.rendering import fmt
 from ntkscope.statistics import format_ess
@@ -54,6 +53,7 @@ from ntkscope.verdict import THRESHOLDS, Evidence, Thresholds, Verdict, WidthCha
 if TYPE_CHECKING:
     from torch import nn
 
+    from ntkscope.generic import ModelInputs
     from ntkscope.generic._fit import FitResult
 
 __all__ = ["LOSSES", "PROBES", "ModelCheckResult", "check_model", "model_second_width"]
@@ -74,35 +74,20 @@ WIDE_PARAMETERS = 1 << 22
 @dataclass(frozen=True)
 class _Data:
     name: str
-    X: np.ndarray  # (S, ...) float64: flat rows, or samples as stored in a file
     pm1: np.ndarray | None  # (S,) +-1 targets
     labels: np.ndarray | None  # (S,) class labels
     y: np.ndarray | None  # a file's own targets
-    source: str
-    note: str | None
 
 
-def _load(dataset: str, samples: int, seed: int, data_dir: str | None) -> _Data:
-    if isinstance(dataset, str) and dataset.lower().endswith(".npz"):
-        from ntkscope.generic import load_npz
-
-        f = load_npz(dataset)
-        if samples > f.samples:
-            raise NtkscopeInputError(f"samples: {samples} requested, {dataset} holds "
-                                     f"{f.samples}")
-        pick = np.sort(np.random.default_rng(seed).choice(f.samples, samples, replace=False))
-        labels = None if f.labels is None else f.labels[pick]
-        y = None if f.y is None else f.y[pick]
-        pm1 = None
-        if y is not None and y.ndim == 1:
-            pm1 = y
-        elif labels is not None:
-            pm1 = np.where(labels % 2 == 0, 1.0, -1.0)
-        return _Data(Path(dataset).name, f.x[pick], pm1, labels, y,
-                     f"{f.path} ({samples} of {f.samples} samples, seed {seed})", None)
-    name = dataset_name(dataset)
-    d = load_dataset(name, samples, seed, data_dir=data_dir)
-    return _Data(d.name, d.X, d.y, d.labels, None, d.source, d.note)
+def _data(inputs: ModelInputs) -> _Data:
+    """The targets' raw material of the inputs (module docstring)."""
+    y, labels = inputs.y, inputs.labels
+    pm1 = None
+    if y is not None and y.ndim == 1:
+        pm1 = y
+    elif labels is not None:
+        pm1 = np.where(labels % 2 == 0, 1.0, -1.0)
+    return _Data(inputs.name, pm1, labels, y)
 
 
 def _targets(loss: str, outputs: int, data: _Data) -> tuple[np.ndarray, float, str]:
@@ -374,8 +359,7 @@ def check_model(
             ``package.module:factory`` (:func:`ntkscope.generic.load_factory`).
         dataset: ``mnist``, ``fashion-mnist``, ``gaussian`` (:func:`ntkscope.datasets.
             load_dataset`, ``samples`` class-balanced samples by ``seed``) or a file
-            ``FILE.npz`` (:func:`ntkscope.generic.load_npz`; ``samples`` of its rows drawn by
-            ``seed``). Flat rows go in flat for a model whose first layer is ``nn.Linear``,
+            ``FILE.npz`` (:func:`ntkscope.generic.load_npz`; its first ``samples`` rows). Flat rows go in flat for a model whose first layer is ``nn.Linear``,
             else as ``(S, 1, 28, 28)`` images, or shaped ``input_shape``; a file's ``x`` with
             more than two axes as stored.
         inits, probes: ``R`` from ``inits`` initializations on the first ``probes`` samples
@@ -405,9 +389,8 @@ def check_model(
         init_model,
         init_randomness,
         load_factory,
+        model_inputs,
     )
-    from ntkscope.generic._data import input_shape as model_input_shape
-    from ntkscope.generic._data import model_dtype_device
     from ntkscope.generic._factory import ModelFactory
 
     start = time.perf_counter()
@@ -455,26 +438,18 @@ def check_model(
             w2 = positive_int("second_width", width2)
             if w2 == width:
                 raise NtkscopeInputError(f"second_width: must differ from the width {width}")
-    data = _load(dataset, samples, seed, data_dir)
-
-    # The model of seed `seed`, its inputs and its targets.
+    # The model of seed `seed`, its inputs (float64: the kernels and runs are float64 whatever
+    # the model's dtype) and its targets.
     with torch.random.fork_rng(devices=[]):
-        model = init_model(build, seed)
-    X = data.X
-    _, device = model_dtype_device(model)
-    if X.ndim == 2:
-        shape, why = model_input_shape(model, int(X.shape[1]), input_shape)
-    else:
-        if input_shape is not None:
-            raise NtkscopeInputError("input_shape: the file's 'x' has a shape per sample "
-                                     f"already, {tuple(X.shape[1:])}")
-        shape, why = tuple(X.shape[1:]), "as stored in the file"
-    # float64 from the data itself (the kernels and runs are float64 whatever the model's dtype)
-    x = torch.as_tensor(X, dtype=torch.float64).to(device).reshape(-1, *shape)
+        model = init_model(build, seed).to(torch.float64)
+    inputs = model_inputs(model, dataset, samples, seed, data_dir=data_dir,
+                          input_shape=input_shape)
+    x, shape = inputs.x, inputs.shape
+    data = _data(inputs)
     with torch.no_grad():
         model.eval()
         try:
-            out = model.to(torch.float64)(x[:2])
+            out = model(x[:2])
         except Exception as exc:
             raise NtkscopeInputError(
                 f"model: {name} failed on inputs of shape {tuple(x[:2].shape)}: "
@@ -484,14 +459,13 @@ def check_model(
                                  "tensor of outputs")
     outputs = int(out[0].numel())
     with torch.random.fork_rng(devices=[]):
-        model = init_model(build, seed)  # afresh: the probe above cast it
+        model = init_model(build, seed)  # afresh, as the factory builds it (fit casts a copy)
     parameters = _count(model)
     y, baseline, what = _targets(loss, outputs, data)
     if baseline <= 0:
         raise NtkscopeInputError("samples: all targets are equal; the check needs at least two "
                                  "classes")
-    dims = " x ".join(str(v) for v in (samples, *shape))
-    inputs_text = f"{dims}, float64 ({why})"
+    inputs_text = inputs.describe()
 
     # Randomness at initialization.
     clock = time.perf_counter()
@@ -532,6 +506,6 @@ def check_model(
         evidence=evidence, verdict=judge(evidence, thresholds), model=name,
         parameters=parameters, outputs=outputs, inputs=inputs_text,
         input_shape=[samples, *shape], loss=loss, targets=what, randomness=rnd, training=tr,
-        second=second, dataset=data.name, data_source=data.source, data_note=data.note,
+        second=second, dataset=data.name, data_source=inputs.source, data_note=inputs.note,
         seed=seed, probes=probes, thresholds=thresholds, seconds=seconds,
     )

@@ -30,7 +30,6 @@ from ntkscope.cli.common import (
     add_json_arg,
     add_network_args,
     add_seed_arg,
-    name_flags,
     network_spec,
     print_result,
 )
@@ -156,13 +155,10 @@ def _run_model(args: argparse.Namespace, out: Any, t0: float) -> int:
         raise NtkscopeInputError("--save-params: only for the built-in MLP (save your model's "
                                  "state_dict yourself)")
     factory = load_factory(args.model)
-    data = load_dataset(args.dataset, args.samples, args.seed, data_dir=args.data_dir,
-                        dim=args.input_dim)
     model = init_model(factory, args.seed)
-    with name_flags("input_shape"):
-        inputs = model_inputs(model, data.X, args.input_shape)
-    X, shape, why = inputs.x, inputs.shape, inputs.why
-    dtype = X.dtype
+    data = model_inputs(model, args.dataset, args.samples, args.seed, data_dir=args.data_dir,
+                        input_dim=args.input_dim, input_shape=args.input_shape)
+    X, shape, why, dtype = data.x, data.shape, data.layout, data.x.dtype
     kwargs: dict[str, Any] = {}
     if args.method is not None:
         kwargs["method"] = args.method

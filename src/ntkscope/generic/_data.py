@@ -1,19 +1,13 @@
-"""Data for a model factory: inputs shaped for the model, and ``.npz`` data files.
+"""Data-set inputs shaped for a model (the command line's ``--model`` commands).
 
-ntkscope's data sets (:func:`ntkscope.datasets.load_dataset`) give flat ``(S, M0)`` float64
-rows. A model receives them
+A sample of ``M0`` values goes in flat, ``(S, M0)``, when the model's first layer holding
+parameters is ``nn.Linear``, else as images ``(S, 1, 28, 28)``; an explicit shape overrides
+both, and inputs of an ``.npz`` file with more than two axes are used as they are.
 
-* flat, ``(S, M0)``, when its first layer with parameters is ``nn.Linear``;
-* else as images ``(S, 1, 28, 28)`` (the data sets' 28 x 28 pictures; ``M0 = 784``);
-* or in any shape the caller gives (``input_shape``, the ``M0`` values of one sample),
-
-cast to the model's floating dtype and moved to its device (:func:`model_inputs`; the shape
-and the reason are returned, so the output can say which was used).
-
-A data file ``FILE.npz`` (:func:`load_npz`) holds an array ``x`` of shape ``(N, ...)`` (``N >=
-2`` samples of any shape, finite real numbers) and optionally ``y`` (targets, ``(N,)`` or
-``(N, O)``, finite) or ``labels`` (``(N,)`` integers ``>= 0``, class labels); not both of ``y``
-and ``labels``. Nothing else is read.
+A data file ``FILE.npz`` (:func:`load_npz`) holds an array ``x`` (also accepted: ``X``) of
+shape ``(N, ...)``, finite real numbers, and optionally ``y`` (targets, ``(N,)`` or ``(N,
+O)``, finite) or ``labels`` (``(N,)`` integers ``>= 0``, class labels), not both; nothing else
+is read and pickles are never loaded.
 """
 
 from __future__ import annotations
@@ -28,56 +22,80 @@ import numpy as np
 import torch
 from torch import nn
 
-from ntkscope.validation import NtkscopeInputError
+from ntkscope.validation import NtkscopeInputError, positive_int
 
-__all__ = ["IMAGE_SHAPE", "ModelInputs", "NpzData", "first_layer", "input_shape", "load_npz",
-           "model_dtype_device", "model_inputs", "parse_shape"]
+__all__ = ["IMAGE_SHAPE", "ModelInputs", "NpzData", "first_layer", "input_shape_for",
+           "load_npz", "model_dtype_device", "model_inputs"]
 
-#: The shape of one image of ntkscope's image data sets, as a model receives it.
-IMAGE_SHAPE: tuple[int, ...] = (1, 28, 28)
+#: Shape of one image input (MNIST, Fashion-MNIST).
+IMAGE_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInputs:
+    """Inputs for a model.
+
+    Attributes:
+        x: ``(S, *shape)`` tensor in the model's floating dtype, on its device.
+        y: ``(S,)`` or ``(S, K)`` float64 targets (a data set's ``+-1`` targets; an ``.npz``
+            file's ``y``), ``None`` for an ``.npz`` without ``y``.
+        shape: the shape of one input.
+        layout: how the shape was chosen (``"flat: the model's first layer is nn.Linear"``).
+        source: where the inputs came from; ``note``: a one-line note for the user or ``None``.
+        labels: ``(S,)`` int64 class labels (a data set's; an ``.npz`` file's ``labels``), or
+            ``None``.
+        name: the data set's name (``mnist``, ..., or the file's name).
+    """
+
+    x: torch.Tensor
+    y: np.ndarray | None
+    shape: tuple[int, ...]
+    layout: str
+    source: str
+    note: str | None = None
+    labels: np.ndarray | None = None
+    name: str = ""
+
+    def describe(self) -> str:
+        """``128 x 1 x 28 x 28, float64 (images: the model's first layer is Conv2d)``."""
+        dims = " x ".join(str(v) for v in self.x.shape)
+        return f"{dims}, {str(self.x.dtype).replace('torch.', '')} ({self.layout})"
 
 
 def first_layer(model: nn.Module) -> nn.Module | None:
-    """The first submodule (in registration order) holding parameters itself; ``None`` for a
-    model without parameters."""
+    """The first submodule (in registration order) holding parameters itself."""
     return next((m for m in model.modules() if any(True for _ in m.parameters(recurse=False))),
                 None)
 
 
-def parse_shape(text: str | Sequence[int], m0: int) -> tuple[int, ...]:
-    """The shape of one input, ``"1,28,28"`` (or ``"1x28x28"``, or a sequence of ints), checked
-    to hold the ``m0`` values of one sample.
-
-    Raises:
-        NtkscopeInputError: not positive integers, or a product other than ``m0``.
-    """
+def _parse_shape(shape: str | Sequence[int]) -> tuple[int, ...]:
+    text = shape if isinstance(shape, str) else ",".join(str(v) for v in shape)
     try:
-        if isinstance(text, str):
-            shape = tuple(int(v) for v in text.replace("x", ",").split(","))
-        else:
-            shape = tuple(int(v) for v in text)
-    except (TypeError, ValueError):
+        out = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
         raise NtkscopeInputError(
-            f"input_shape: expected integers such as 1,28,28, got {text!r}") from None
-    if not shape or min(shape) < 1 or int(np.prod(shape)) != m0:
-        shown = text if isinstance(text, str) else ",".join(map(str, shape))
-        raise NtkscopeInputError(
-            f"input_shape: {shown} does not hold the {m0} values of one input")
-    return shape
+            f"input_shape: expected integers such as 1,28,28, got {shape!r}") from None
+    if not out or min(out) < 1:
+        raise NtkscopeInputError(f"input_shape: expected positive sizes, got {shape!r}")
+    return out
 
 
-def input_shape(model: nn.Module, m0: int, given: str | Sequence[int] | None = None
-                ) -> tuple[tuple[int, ...], str]:
-    """The shape of one input of ``m0`` values for ``model``, and why: ``given`` (checked by
-    :func:`parse_shape`), else flat ``(m0,)`` when the model's first layer with parameters is
-    ``nn.Linear``, else :data:`IMAGE_SHAPE` images (``m0 = 784`` only).
+def input_shape_for(model: nn.Module, m0: int, input_shape: str | Sequence[int] | None = None
+                    ) -> tuple[tuple[int, ...], str]:
+    """The shape of one input of ``m0`` values and why: ``input_shape`` when given (``"1,28,28"``
+    or a sequence), else flat ``(m0,)`` for a model whose :func:`first_layer` is
+    ``nn.Linear``, else :data:`IMAGE_SHAPE` (``m0`` must then be 784).
 
     Raises:
-        NtkscopeInputError: a bad ``given``, or a model that does not start with ``nn.Linear``
-            on inputs that are not 784 values (the shape cannot be guessed).
+        NtkscopeInputError: a shape that does not hold ``m0`` values; a non-``Linear`` model
+            with inputs that are not 28 x 28 images and no ``input_shape``.
     """
-    if given is not None:
-        return parse_shape(given, m0), "input_shape as given"
+    if input_shape is not None:
+        shape = _parse_shape(input_shape)
+        if int(np.prod(shape)) != m0:
+            raise NtkscopeInputError(
+                f"input_shape: {input_shape} does not hold the {m0} values of one input")
+        return shape, "shape given"
     first = first_layer(model)
     if isinstance(first, nn.Linear):
         return (m0,), "flat: the model's first layer is nn.Linear"
@@ -90,41 +108,12 @@ def input_shape(model: nn.Module, m0: int, given: str | Sequence[int] | None = N
 
 
 def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
-    """The dtype and device of the model's first floating parameter or buffer (torch's
-    default dtype on the CPU for a model without any)."""
+    """The dtype and device of the model's first floating parameter or buffer (default dtype,
+    CPU for a model without any)."""
     for t in [*model.parameters(), *model.buffers()]:
         if t.dtype.is_floating_point:
             return t.dtype, t.device
     return torch.get_default_dtype(), torch.device("cpu")
-
-
-@dataclass(frozen=True)
-class ModelInputs:
-    """Inputs shaped for a model: ``x`` ``(S, *shape)`` in the model's dtype and on its
-    device, and ``why`` that shape (for the output: ``"flat: the model's first layer is
-    nn.Linear"``, ``"images: ..."``)."""
-
-    x: torch.Tensor
-    shape: tuple[int, ...]
-    why: str
-
-    def describe(self) -> str:
-        """``128 x 1 x 28 x 28, float64 (images: the model's first layer is Conv2d)``."""
-        dims = " x ".join(str(v) for v in self.x.shape)
-        return f"{dims}, {str(self.x.dtype).replace('torch.', '')} ({self.why})"
-
-
-def model_inputs(model: nn.Module, X: np.ndarray | torch.Tensor,
-                 shape: str | Sequence[int] | None = None) -> ModelInputs:
-    """``X`` (``(S, M0)`` flat rows) reshaped for ``model`` (:func:`input_shape`) and cast to
-    its dtype and device (:func:`model_dtype_device`)."""
-    flat = torch.as_tensor(X)
-    if flat.dim() != 2:
-        raise NtkscopeInputError(f"inputs: expected flat (S, M0) rows, got shape "
-                                 f"{tuple(flat.shape)}")
-    one, why = input_shape(model, int(flat.shape[1]), shape)
-    dtype, device = model_dtype_device(model)
-    return ModelInputs(flat.to(dtype=dtype, device=device).reshape(-1, *one), one, why)
 
 
 @dataclass(frozen=True)
@@ -148,33 +137,30 @@ def load_npz(path: str | os.PathLike[str]) -> NpzData:
     ``labels``). Pickled objects are never loaded.
 
     Raises:
-        NtkscopeInputError: a missing or unreadable file, a file that is not ``.npz``, no
-            ``x``, fewer than 2 samples, non-numeric or non-finite values, ``y`` / ``labels``
-            whose length differs from ``x``'s, labels that are not integers ``>= 0``, both
-            ``y`` and ``labels``.
+        NtkscopeInputError: a missing or unreadable file, no ``x``, no samples, non-numeric or
+            non-finite values, ``y`` / ``labels`` whose length differs from ``x``'s, labels that
+            are not integers ``>= 0``, both ``y`` and ``labels``.
     """
     p = Path(path).expanduser()
     name = f"dataset {p}"
-    if p.suffix != ".npz":
-        raise NtkscopeInputError(f"{name}: expected a .npz file")
     if not p.is_file():
-        raise NtkscopeInputError(f"{name}: no such file")
+        raise NtkscopeInputError(f"dataset: no such file: {p}")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise NtkscopeInputError(f"{name}: cannot read it as .npz ({exc})") from None
-    if "x" not in arrays:
-        raise NtkscopeInputError(f"{name}: no array 'x' (found: {', '.join(arrays) or 'none'})")
+    key = "x" if "x" in arrays else "X" if "X" in arrays else None
+    if key is None:
+        raise NtkscopeInputError(f"{name}: no array 'x' (the inputs, first axis the samples); "
+                                 f"it holds {', '.join(arrays) or 'nothing'}")
     if "y" in arrays and "labels" in arrays:
         raise NtkscopeInputError(f"{name}: give 'y' (targets) or 'labels' (classes), not both")
-    x = _real(name, "x", arrays["x"])
+    x = _real(name, key, arrays[key])
     if x.ndim < 2:
-        raise NtkscopeInputError(f"{name}: 'x' must have shape (N, ...) with one sample per "
+        raise NtkscopeInputError(f"{name}: '{key}' must have shape (N, ...) with one sample per "
                                  f"row, got {x.shape}")
     n = x.shape[0]
-    if n < 2:
-        raise NtkscopeInputError(f"{name}: 'x' holds {n} sample(s), at least 2 are needed")
     y = labels = None
     if "y" in arrays:
         y = _real(name, "y", arrays["y"])
@@ -204,3 +190,55 @@ def _real(name: str, key: str, a: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(out)):
         raise NtkscopeInputError(f"{name}: '{key}' contains NaN or inf")
     return out
+
+
+def _npz(path: Path, samples: int) -> NpzData:
+    """The file's first ``samples`` samples."""
+    f = load_npz(path)
+    if samples > f.samples:
+        raise NtkscopeInputError(f"samples: {path} holds {f.samples} inputs, asked for "
+                                 f"{samples}")
+    return NpzData(f.path, f.x[:samples], None if f.y is None else f.y[:samples],
+                   None if f.labels is None else f.labels[:samples])
+
+
+def model_inputs(model: nn.Module, dataset: str = "mnist", samples: int = 128, seed: int = 0, *,
+                 data_dir: str | os.PathLike[str] | None = None, input_dim: int | None = None,
+                 input_shape: str | Sequence[int] | None = None) -> ModelInputs:
+    """``samples`` inputs of ``dataset`` shaped for ``model`` (:func:`input_shape_for`).
+
+    ``dataset`` is ``"mnist"``, ``"fashion-mnist"``, ``"gaussian"``
+    (:func:`ntkscope.datasets.load_dataset`: class-balanced, seeded by ``seed``, normalized
+    to ``|x|^2 = M0``; ``input_dim`` for gaussian) or a ``FILE.npz`` holding ``X`` (``(N,
+    M0)`` reshaped by the rule, or ``(N, ...)`` used as it is) and optionally targets ``y``;
+    its first ``samples`` rows are taken as they are (no normalization).
+
+    Raises:
+        NtkscopeInputError: an unknown data set, a bad file, too many samples, a shape that
+            does not fit.
+    """
+    from ntkscope.datasets import load_dataset
+
+    samples = positive_int("samples", samples)
+    note = None
+    if isinstance(dataset, (str, os.PathLike)) and str(dataset).endswith(".npz"):
+        path = Path(dataset).expanduser()
+        if data_dir is not None or input_dim is not None:
+            raise NtkscopeInputError("dataset: data_dir and input_dim are for the named data "
+                                     "sets, not an .npz file")
+        f = _npz(path, samples)
+        X, y, labels, source, name = f.x, f.y, f.labels, str(path), path.name
+    else:
+        data = load_dataset(dataset, samples, seed, data_dir=data_dir, dim=input_dim)
+        X, y, source, note = data.X, data.y, data.source, data.note
+        labels, name = data.labels, data.name
+    dtype, device = model_dtype_device(model)
+    if X.ndim > 2:
+        if input_shape is not None:
+            raise NtkscopeInputError(f"input_shape: the inputs of {source} already have the "
+                                     f"shape {X.shape[1:]}")
+        shape, why = tuple(int(v) for v in X.shape[1:]), f"as stored in {Path(source).name}"
+    else:
+        shape, why = input_shape_for(model, int(X.shape[1]), input_shape)
+    x = torch.as_tensor(X).to(dtype=dtype, device=device).reshape(-1, *shape)
+    return ModelInputs(x, y, shape, why, source, note, labels, name)

@@ -54,7 +54,6 @@ from ntkscope.generic._inputs import Inputs, _leaves, _skeleton
 from ntkscope.generic._randomness import init_kernels
 from ntkscope.statistics import (
     check_confidence,
-    format_ess,
     format_ratio,
     ratio_bootstrap_ci,
     ratio_is_lower_bound,
@@ -82,6 +81,8 @@ MIN_CHUNKS = 16
 LOCAL_MIN_SECONDS = 10.0
 #: The jackknife standard error of ``kernel_std`` is given from this many chunks on.
 MIN_JACKKNIFE_CHUNKS = 8
+#: Inputs listed by :meth:`InitRandomnessResult.rows`.
+MAX_ROWS = 5
 _PLAN_KIND = "init_randomness_plan"
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -124,7 +125,7 @@ class InitRandomnessResult:
     Bookkeeping: ``model`` (the factory's spec, or its repr when it has none), ``inits``,
     ``seed``, ``output``, ``chunk`` (initializations per cell), ``chunks``, ``computed`` and
     ``cached`` (cells computed by this call / found in the store), ``executor`` (the one used),
-    ``seconds``.
+    ``seconds``, ``inputs`` (a description of the inputs, set by the command line).
     """
 
     model: str
@@ -146,6 +147,7 @@ class InitRandomnessResult:
     seconds: float
     confidence: float = CONFIDENCE
     theta: np.ndarray = field(default_factory=lambda: np.empty((0, 0)), repr=False)
+    inputs: str = ""
 
     @property
     def n_inputs(self) -> int:
@@ -220,6 +222,8 @@ class InitRandomnessResult:
             "executor": self.executor,
             "seconds": self.seconds,
         }
+        if self.inputs:
+            out["inputs_described"] = self.inputs
         if samples:
             out["theta"] = self.theta.tolist()
             out["mean_kernel"] = self.mean_kernel.tolist()
@@ -230,21 +234,20 @@ class InitRandomnessResult:
         return (f"NTK randomness at initialization: {self.model}, {self.n_inputs} inputs, "
                 f"{self.inits:,} inits")
 
-    def table(self) -> tuple[list[str], list[list[Any]]]:
-        """Per input (the 10 largest ``R`` when there are more than 10 inputs)."""
-        order = np.argsort(-self.ratios, kind="stable")[:10]
-        rows = [[int(s), format_ratio(float(self.ratios[s]), self.ratio_cis[s],
-                                      float(self.esses[s]), self.inits),
-                 format_ess(float(self.esses[s]), self.inits), float(self.mean_diag[s])]
-                for s in order]
-        return ["input", "R = E[Theta0^2]/E[Theta0]^2", "ESS", "mean Theta0(x,x)"], rows
-
     def rows(self) -> list[tuple[str, Any]]:
-        """The key/value table of ``ntkscope ntk-variance --model``."""
+        """The key/value table of ``ntkscope ntk-variance --model`` (``R`` of the
+        :data:`MAX_ROWS` largest inputs, the worst first)."""
         n_lower = int(np.sum(self.lower_bounds))
         se = "" if self.kernel_std_se is None else f" +- {self.kernel_std_se:.3g}"
+        order = np.argsort(-self.ratios, kind="stable")[:MAX_ROWS]
+        per_input = [(f"  R of input {s}", format_ratio(
+            float(self.ratios[s]), self.ratio_cis[s], float(self.esses[s]), self.inits))
+            for s in order[1:]]
+        head: list[tuple[str, Any]] = [("inputs", self.inputs)] if self.inputs else []
         return [
+            *head,
             (f"R of the worst input ({self.worst})", self.ratio_text()),
+            *per_input,
             ("R over inputs (min, median, max)",
              f"{np.min(self.ratios):.4g}, {np.median(self.ratios):.4g}, "
              f"{np.max(self.ratios):.4g}"),
@@ -252,8 +255,8 @@ class InitRandomnessResult:
             ("|Theta0 - E Theta0|_F / |E Theta0|_F", f"{self.kernel_std:.4g}{se}"),
             ("kernel", self.output),
             ("inits", self.inits),
-            ("chunks (computed, cached)", f"{self.chunks} of {self.chunk} inits "
-                                          f"({self.computed}, {self.cached})"),
+            ("chunks", f"{self.chunks} of <= {self.chunk} inits: {self.computed} computed, "
+                       f"{self.cached} from the store"),
             ("executor", self.executor),
             ("seconds", round(self.seconds, 3)),
         ]
