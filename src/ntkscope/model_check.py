@@ -359,9 +359,10 @@ def check_model(
             ``package.module:factory`` (:func:`ntkscope.generic.load_factory`).
         dataset: ``mnist``, ``fashion-mnist``, ``gaussian`` (:func:`ntkscope.datasets.
             load_dataset`, ``samples`` class-balanced samples by ``seed``) or a file
-            ``FILE.npz`` (:func:`ntkscope.generic.load_npz`; its first ``samples`` rows). Flat rows go in flat for a model whose first layer is ``nn.Linear``,
-            else as ``(S, 1, 28, 28)`` images, or shaped ``input_shape``; a file's ``x`` with
-            more than two axes as stored.
+            ``FILE.npz`` (:func:`ntkscope.generic.load_npz`; its first ``samples`` rows),
+            through :func:`ntkscope.generic.model_inputs`: flat rows go in flat for a model
+            whose first layer is ``nn.Linear``, else as ``(S, 1, 28, 28)`` images, or shaped
+            ``input_shape``; a file's ``x`` with more than two axes as stored.
         inits, probes: ``R`` from ``inits`` initializations on the first ``probes`` samples
             (:func:`ntkscope.generic.init_randomness`, ``executor`` / ``workers``).
         loss, lr, lr_scale, steps, loss_fraction: the run (:func:`ntkscope.generic.fit`):
