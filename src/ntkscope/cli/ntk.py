@@ -30,6 +30,7 @@ from ntkscope.cli.common import (
     add_json_arg,
     add_network_args,
     add_seed_arg,
+    name_flags,
     network_spec,
     print_result,
 )
@@ -156,8 +157,10 @@ def _run_model(args: argparse.Namespace, out: Any, t0: float) -> int:
                                  "state_dict yourself)")
     factory = load_factory(args.model)
     model = init_model(factory, args.seed)
-    data = model_inputs(model, args.dataset, args.samples, args.seed, data_dir=args.data_dir,
-                        input_dim=args.input_dim, input_shape=args.input_shape)
+    with name_flags("input_shape"):
+        data = model_inputs(model, args.dataset, args.samples, args.seed,
+                            data_dir=args.data_dir, input_dim=args.input_dim,
+                            input_shape=args.input_shape)
     X, shape, why, dtype = data.x, data.shape, data.layout, data.x.dtype
     kwargs: dict[str, Any] = {}
     if args.method is not None:
