@@ -11,7 +11,7 @@ in training mode couples the samples of a batch, CONVENTIONS section 9).
 
 Parameter counts (default arguments): ``mlp()`` 1,451,265; ``mnist_cnn()`` 430,890;
 ``bn_cnn()`` 1,458; ``residual_net()`` 1,382; ``resnet18()`` 11,173,962;
-``tiny_transformer()`` 3,346.
+``tiny_transformer()`` 3,346; ``plain_cnn()`` 7,137.
 """
 
 from __future__ import annotations
