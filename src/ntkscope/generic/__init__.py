@@ -13,6 +13,7 @@ from __future__ import annotations
 from ntkscope.generic._api import Method, budget_for, method_functions, module_ntk
 from ntkscope.generic._data import ModelInputs, model_inputs
 from ntkscope.generic._factory import init_model, load_factory
+from ntkscope.generic._fit import FitConfig, FitResult, fit
 from ntkscope.generic._init_randomness import (
     InitRandomnessResult,
     factory_spec,
@@ -27,6 +28,8 @@ from ntkscope.generic._reference import reference_module_ntk
 
 __all__ = [
     "InitRandomnessResult",
+    "FitConfig",
+    "FitResult",
     "Inputs",
     "Method",
     "ModelInputs",
@@ -36,6 +39,7 @@ __all__ = [
     "build_problem",
     "default_budget",
     "factory_spec",
+    "fit",
     "init_kernels",
     "init_model",
     "init_randomness",
