@@ -153,6 +153,16 @@ def test_stops_at_the_loss_fraction() -> None:
     assert short.steps == res.steps - 1
 
 
+def test_stops_at_the_target_loss() -> None:
+    x, y = _data(12)
+    cfg = FitConfig(loss_fraction=None, target_loss=0.2, max_steps=2000, curve_points=2000)
+    res = fit(_small(1), torch.as_tensor(x), y, cfg)
+    losses = np.asarray(res.losses)
+    assert res.stop_reason == "target_loss" and res.reached
+    assert losses[-1] <= 0.2 < losses[:-1].min() and len(losses) == res.steps + 1
+    assert ("target loss", 0.2) in res.rows() and res.to_dict()["target_loss"] == 0.2
+
+
 def test_divergence_reports_no_nan() -> None:
     x, y = _data(12)
     res = fit(_small(1), torch.as_tensor(x) * 10, y, FitConfig(lr=50.0, max_steps=500))
@@ -200,6 +210,7 @@ def test_rendering_and_frozen() -> None:
     ({"max_steps": -1}, "max_steps"), ({"loss_fraction": 1.5}, "loss_fraction"),
     ({"loss_fraction": 0.0}, "loss_fraction"), ({"curve_points": 0}, "curve_points"),
     ({"divergence_factor": float("nan")}, "divergence_factor"),
+    ({"target_loss": 0.0}, "target_loss"),
 ])
 def test_config_errors(kwargs: dict, match: str) -> None:
     with pytest.raises(NtkscopeInputError, match=match):

@@ -25,6 +25,7 @@ _LAZY = {
     "sample_ntk": "ntkscope.sampling",
     "module_ntk": "ntkscope.generic",
     "reference_module_ntk": "ntkscope.generic",
+    "init_randomness": "ntkscope.generic",
 }
 
 __all__ = [

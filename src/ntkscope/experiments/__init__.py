@@ -27,6 +27,7 @@ FIGURES: dict[str, str] = {
     "10": "ntkscope.experiments.training_figures:figure10",
     "11": "ntkscope.experiments.training_figures:figure11",
     "variance": "ntkscope.experiments.variance_figure:figure_variance",
+    "cnn": "ntkscope.experiments.cnn_figure:figure_cnn",
 }
 
 

@@ -149,12 +149,12 @@ def _ratio_lookup(configs: list[dict],
 
 
 def _hatch_cells(ax: Any, sw2s: tuple[float, ...], depths: tuple[int, ...],
-                 bound: np.ndarray) -> None:
+                 bound: np.ndarray, hatch: str = "///") -> None:
     """Hatch the heatmap cells ``bound[depth, sw2]`` (``R`` only a lower bound there)."""
     xe, ye = cell_edges(sw2s), cell_edges(depths)
     for i, j in zip(*np.nonzero(bound)):
         ax.add_patch(Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i],
-                               fill=False, hatch="///", edgecolor="0.7", lw=0))
+                               fill=False, hatch=hatch, edgecolor="0.7", lw=0))
 
 
 def _heatmaps(grid: HeatmapGrid, lookup: dict[tuple, tuple[float, bool]],

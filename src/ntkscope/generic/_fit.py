@@ -33,6 +33,8 @@ Stopping, at the first step ``t`` (loss ``L_t`` at the parameters after ``t`` up
   (``L_zero``: the loss of the zero function, ``|y|^2/(2S)`` for MSE, ``log O`` or ``log 2``
   for cross-entropy; the MLP trainer's rule): ``"diverged"``;
 * ``L_t <= loss_fraction * L_0``: ``"loss_fraction"``;
+* ``L_t <= target_loss``: ``"target_loss"`` (an absolute level, e.g. a fraction of
+  ``L_zero``: comparable across models whose initial outputs, and so ``L_0``, differ);
 * ``t = max_steps``: ``"max_steps"``.
 
 At the stopping point the kernel diagnostics of :mod:`ntkscope.diagnostics` on the probe
@@ -79,7 +81,7 @@ __all__ = ["FIT_LOSSES", "FIT_STOP_REASONS", "FitConfig", "FitResult", "curvatur
 #: The losses :func:`fit` minimizes.
 FIT_LOSSES: tuple[str, ...] = ("mse", "cross-entropy")
 #: Why :func:`fit` stopped.
-FIT_STOP_REASONS: tuple[str, ...] = ("loss_fraction", "max_steps", "diverged")
+FIT_STOP_REASONS: tuple[str, ...] = ("loss_fraction", "target_loss", "max_steps", "diverged")
 #: ``lr_scale`` when neither ``lr`` nor ``lr_scale`` is given.
 DEFAULT_LR_SCALE = 0.5
 
@@ -102,7 +104,8 @@ class FitConfig:
             ``lr`` too, ``min(lr, lr_scale * lr_max)``. Default: ``0.5`` when ``lr`` is None.
         max_steps: most updates, ``>= 0`` (default 1000).
         loss_fraction: stop once ``L_t <= loss_fraction * L_0``, in ``(0, 1)``; ``None``: only
-            ``max_steps`` and divergence stop (default ``0.1``).
+            ``max_steps``, ``target_loss`` and divergence stop (default ``0.1``).
+        target_loss: stop once ``L_t <= target_loss`` (``> 0``; default ``None``: off).
         divergence_factor: diverged when ``L_t > divergence_factor * max(L_0, L_zero)``
             (default ``1e6``, the MLP trainer's).
         curve_points: about how many losses the stored curve keeps (every
@@ -117,6 +120,7 @@ class FitConfig:
     lr_scale: float | None = None
     max_steps: int = 1000
     loss_fraction: float | None = 0.1
+    target_loss: float | None = None
     divergence_factor: float = 1e6
     curve_points: int = 1000
 
@@ -138,6 +142,8 @@ class FitConfig:
                 raise NtkscopeInputError(f"loss_fraction: expected a number in (0, 1), got "
                                          f"{frac:g}")
             set_(self, "loss_fraction", frac)
+        if self.target_loss is not None:
+            set_(self, "target_loss", _scalar("target_loss", self.target_loss))
         set_(self, "divergence_factor", _scalar("divergence_factor", self.divergence_factor))
         set_(self, "curve_points", positive_int("curve_points", self.curve_points))
 
@@ -165,8 +171,8 @@ class FitResult:
         lr: the rate used; lr_max, lambda_max: ``2 S / (c lambda_max(Theta_0))`` and
             ``lambda_max`` of the full training kernel (``None`` for a fixed ``lr`` alone).
         steps: updates applied; stop_reason: one of :data:`FIT_STOP_REASONS`.
-        loss_fraction: the configured fraction (``None``: off); reached: the final loss is at
-            most ``loss_fraction * initial_loss``.
+        loss_fraction, target_loss: the configured levels (``None``: off); :attr:`reached`:
+            one of them stopped the run.
         initial_loss, final_loss (``None`` if not finite), min_loss (at min_loss_step): the
             smallest finite loss.
         loss_steps, losses: the stored curve (finite losses only).
@@ -188,6 +194,7 @@ class FitResult:
     steps: int
     stop_reason: str
     loss_fraction: float | None
+    target_loss: float | None
     initial_loss: float
     final_loss: float | None
     min_loss: float
@@ -205,9 +212,9 @@ class FitResult:
 
     @property
     def reached(self) -> bool:
-        """Whether the loss fell to ``loss_fraction`` of its initial value."""
-        return (self.loss_fraction is not None and self.final_loss is not None
-                and self.final_loss <= self.loss_fraction * self.initial_loss)
+        """Whether the loss fell to ``loss_fraction`` of its initial value or to
+        ``target_loss`` (the run stopped for that)."""
+        return self.stop_reason in ("loss_fraction", "target_loss")
 
     def to_dict(self) -> dict[str, Any]:
         """Every field but ``model`` (the curve as lists), plus ``reached``; non-finite
@@ -217,6 +224,7 @@ class FitResult:
             "probe_samples": self.probe_samples, "lr": self.lr, "lr_max": _num(self.lr_max),
             "lambda_max": _num(self.lambda_max), "steps": self.steps,
             "stop_reason": self.stop_reason, "loss_fraction": self.loss_fraction,
+            "target_loss": self.target_loss,
             "reached": self.reached, "initial_loss": _num(self.initial_loss),
             "final_loss": _num(self.final_loss), "min_loss": _num(self.min_loss),
             "min_loss_step": self.min_loss_step, "loss_steps": list(self.loss_steps),
@@ -239,10 +247,12 @@ class FitResult:
         rows: list[tuple[Any, ...]] = [("learning rate", self.lr)]
         if self.lr_max is not None:
             rows.append(("lr_max = 2S/(c lambda_max)", self.lr_max))
-        frac = ("off" if self.loss_fraction is None else
-                f"{self.loss_fraction:g} ({'reached' if self.reached else 'not reached'})")
+        rows += [("steps", self.steps), ("stop reason", self.stop_reason)]
+        if self.loss_fraction is not None:
+            rows.append(("loss fraction", f"{self.loss_fraction:g} of the initial loss"))
+        if self.target_loss is not None:
+            rows.append(("target loss", self.target_loss))
         rows += [
-            ("steps", self.steps), ("stop reason", self.stop_reason), ("loss fraction", frac),
             ("initial loss", self.initial_loss), ("final loss", self.final_loss),
             ("min loss", f"{self.min_loss:.10g} (step {self.min_loss_step})"),
             (f"NTK change ({self.output}, {self.probe_samples} probes)", self.ntk_change),
@@ -465,6 +475,9 @@ def fit(model: nn.Module, x: Any, y: Any, config: FitConfig | None = None, *,
             if config.loss_fraction is not None and value <= config.loss_fraction * l0:
                 reason = "loss_fraction"
                 break
+            if config.target_loss is not None and value <= config.target_loss:
+                reason = "target_loss"
+                break
             if t == config.max_steps:
                 reason = "max_steps"
                 break
@@ -496,7 +509,8 @@ def fit(model: nn.Module, x: Any, y: Any, config: FitConfig | None = None, *,
     return FitResult(
         loss=config.loss, samples=s, outputs=o, probe_samples=(xin if pin is None else pin).n,
         lr=float(lr), lr_max=lr_max, lambda_max=lam, steps=steps, stop_reason=reason,
-        loss_fraction=config.loss_fraction, initial_loss=l0, final_loss=_num(final),
+        loss_fraction=config.loss_fraction, target_loss=config.target_loss, initial_loss=l0,
+        final_loss=_num(final),
         min_loss=min_loss, min_loss_step=min_step, loss_steps=tuple(curve_t),
         losses=tuple(curve_l), ntk_change=change, kernel_distance=distance,
         weight_change=wchange, weight_change_per_tensor=per, output=output,

@@ -4,13 +4,14 @@ Written out here (torchvision's wheel needs the CUDA build of torch): a tanh MLP
 ``nn.Sequential``, the MNIST CNN of the benchmarks, a CNN with BatchNorm and pooling, small
 residual networks and the CIFAR ResNet-18, and a small transformer encoder on integer tokens.
 Every factory builds its module with PyTorch's default dtype (``.double()`` for float64) and
-initialization (ResNets: torchvision's, Kaiming-normal convolutions), in training mode as
-every fresh ``nn.Module``: call ``.eval()`` on models with BatchNorm before taking their NTK
-(a BatchNorm in training mode couples the samples of a batch, CONVENTIONS section 9).
+initialization (:func:`plain_cnn`: the standard parameterization, ``N(0, sw2/fan_in)``;
+ResNets: torchvision's, Kaiming-normal convolutions), in training mode as every fresh
+``nn.Module``: call ``.eval()`` on models with BatchNorm before taking their NTK (a BatchNorm
+in training mode couples the samples of a batch, CONVENTIONS section 9).
 
 Parameter counts (default arguments): ``mlp()`` 1,451,265; ``mnist_cnn()`` 430,890;
 ``bn_cnn()`` 1,458; ``residual_net()`` 1,382; ``resnet18()`` 11,173,962;
-``tiny_transformer()`` 3,346.
+``tiny_transformer()`` 3,346; ``plain_cnn()`` 7,137.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ntkscope.networks import activation_module
-from ntkscope.validation import NtkscopeInputError, positive_int
+from ntkscope.validation import NtkscopeInputError, nonnegative, positive, positive_int
 
 __all__ = [
     "BasicBlock",
@@ -30,6 +31,7 @@ __all__ = [
     "bn_cnn",
     "mlp",
     "mnist_cnn",
+    "plain_cnn",
     "residual_net",
     "resnet18",
     "tiny_transformer",
@@ -121,6 +123,50 @@ def bn_cnn(in_channels: int = 1, channels: Sequence[int] = (8, 16),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         nn.Linear(c2, num_classes),
     )
+
+
+def plain_cnn(activation: str = "relu", depth: int = 4, channels: int = 16,
+              sw2: float = 2.0, sb2: float = 0.0, in_channels: int = 1,
+              num_classes: int = 1) -> nn.Sequential:
+    """A plain CNN in the standard parameterization of the MLPs (CONVENTIONS section 1).
+
+    ``depth`` layers ``conv3x3(c_{l-1} -> channels, padding 1), phi`` (``c_0 = in_channels``;
+    stride 1, the image size is kept), a global average pool over the positions, and a
+    readout ``Linear(channels -> num_classes)``: ``(N, in_channels, H, W) -> (N,
+    num_classes)``. Every weight is ``N(0, sw2 / fan_in)`` with ``fan_in = c_{l-1} * 3 * 3``
+    (``channels`` for the readout) and every bias ``N(0, sb2)`` (``sb2 = 0``: zero biases):
+    the MLP's ``W^l_ij ~ N(0, sw2/M_{l-1})``, ``b^l_i ~ N(0, sb2)`` with the patch as the
+    fan-in. In the infinite-channel limit a position's pre-activation variance follows the
+    MLP's length map ``q^l = sw2 E[phi(sqrt(q^{l-1}) z)^2] + sb2`` averaged over its patch
+    (Xiao et al. 2018), so the MLP's edge of chaos (:func:`ntkscope.theory.eoc`) is the
+    reference for the phases (zero padding lowers the variance at the border).
+
+    Parameters: ``(in_channels * 9 + 1) C + (depth - 1)(9 C^2 + C) + (C + 1) num_classes``.
+
+    Raises:
+        NtkscopeInputError: ``depth``, ``channels``, ``in_channels`` or ``num_classes`` not
+            positive integers, ``sw2 <= 0``, ``sb2 < 0``, an unknown activation.
+    """
+    depth, channels = positive_int("depth", depth), positive_int("channels", channels)
+    in_channels = positive_int("in_channels", in_channels)
+    num_classes = positive_int("num_classes", num_classes)
+    w_arr, b_arr = positive("sw2", sw2), nonnegative("sb2", sb2)
+    if w_arr.ndim or b_arr.ndim:
+        raise NtkscopeInputError("sw2, sb2: expected single numbers")
+    w_var, b_var = float(w_arr), float(b_arr)
+    layers: list[nn.Module] = []
+    c_in = in_channels
+    for _ in range(depth):
+        layers += [nn.Conv2d(c_in, channels, 3, padding=1), activation_module(activation)]
+        c_in = channels
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    with torch.no_grad():
+        for m in layers:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.normal_(0.0, (w_var / fan_in) ** 0.5)
+                m.bias.normal_(0.0, b_var ** 0.5)
+    return nn.Sequential(*layers)
 
 
 # ---------------------------------------------------------------------------------------------
