@@ -5,7 +5,8 @@ Entry point :func:`module_ntk` (also ``ntkscope.module_ntk``); the oracle the te
 reference architectures in :mod:`ntkscope.generic.zoo`. One concept per private module:
 ``_inputs`` (inputs split along samples), ``_problem`` (model, forward, parameters, output),
 ``_memory`` (budgets, peak estimates), ``_jacobian`` / ``_ntvp`` / ``_layerwise`` (the methods'
-tile functions), ``_api`` (validation, method choice, tiling), ``_reference``.
+tile functions), ``_api`` (validation, method choice, tiling), ``_reference``, ``_tracker``
+(:class:`NTKTracker`: the diagnostics inside a training loop).
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from ntkscope.generic._memory import activation_profile, default_budget, parse_m
 from ntkscope.generic._problem import Problem, build_problem
 from ntkscope.generic._randomness import init_kernels
 from ntkscope.generic._reference import reference_module_ntk
+from ntkscope.generic._tracker import NTKTracker, TrackerRecord
 
 __all__ = [
     "Inputs",
     "Method",
+    "NTKTracker",
     "Problem",
+    "TrackerRecord",
     "activation_profile",
     "budget_for",
     "build_problem",
