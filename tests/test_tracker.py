@@ -330,7 +330,7 @@ def test_bad_inputs(kwargs: dict, match: str) -> None:
 
 def test_bad_model_and_probe() -> None:
     x, _ = _data()
-    with pytest.raises(NtkscopeInputError, match="nn.Module"):
+    with pytest.raises(NtkscopeInputError, match=r"nn\.Module"):
         NTKTracker("model", x)
     with pytest.raises(NtkscopeInputError, match="probe_x"):
         NTKTracker(_model(), [1, 2])
@@ -340,7 +340,7 @@ def test_bad_model_and_probe() -> None:
     tracker = NTKTracker(model, x[:3], every=1)
     with torch.no_grad():
         model[-1].weight.fill_(float("nan"))
-    with pytest.raises(NtkscopeInputError, match="step 1.*not finite"):
+    with pytest.raises(NtkscopeInputError, match=r"step 1.*not finite"):
         tracker.step()
 
 
