@@ -293,7 +293,7 @@ def test_dtype_device_and_structured_inputs() -> None:
     torch.manual_seed(0)
     model = nn.Linear(4, 3)  # float32
     x = torch.randn(5, 4, dtype=torch.float64)  # cast to the model's dtype
-    tracker = NTKTracker(model, x)
+    tracker = NTKTracker(model, x.numpy())
     assert tracker.initial_kernel.dtype == torch.float32
     want = reference_module_ntk(model, x.float())
     assert torch.allclose(tracker.initial_kernel, want, rtol=1e-5)
@@ -359,3 +359,20 @@ def test_example_runs(tmp_path: Path) -> None:
     # a second run continues from the checkpoint of the last snapshot
     again = mod.main([*args, "--store", store, "--steps", "6"])
     assert [r.step for r in again.history] == [0, 2, 4, 6]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_model_cpu_probe() -> None:
+    model = _model().cuda()
+    x, y = _data()
+    torch.cuda.manual_seed(7)
+    rng = torch.cuda.get_rng_state()
+    tracker = NTKTracker(model, x[:4].numpy(), y[:4], every=1)
+    _sgd_step(model, x.cuda(), y.cuda())
+    rec = tracker.step()
+    assert torch.equal(torch.cuda.get_rng_state(), rng)
+    assert tracker.initial_kernel.device.type == "cuda"
+    want = reference_module_ntk(copy.deepcopy(model).cpu(), x[:4]).numpy()
+    k0 = tracker.initial_kernel.cpu().numpy()
+    assert rec.ntk_change == pytest.approx(np.linalg.norm(want - k0) / np.linalg.norm(k0),
+                                           rel=1e-6)

@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class TrackerRecord:
             ``(n O) x (n O)`` matrix).
         condition: ``lambda_max / lambda_min``; None where ``Theta_t`` is singular to working
             precision (``lambda_min <= n eps lambda_max``, :func:`ntkscope.diagnostics.spectrum`).
-        seconds: wall time of the measurement (kernel, diagnostics and store write).
+        seconds: wall time of the measurement (the kernel and the diagnostics).
     """
 
     step: int
@@ -263,8 +263,9 @@ class NTKTracker:
 
     Args:
         model: any ``nn.Module`` :func:`ntkscope.module_ntk` accepts in eval mode.
-        probe_x: probe inputs: a tensor or a tuple/list/dict of tensors split along the first
-            axis (as :func:`ntkscope.module_ntk` takes them; copied at construction).
+        probe_x: probe inputs: a tensor (or NumPy array) or a tuple/list/dict of tensors split
+            along the first axis (as :func:`ntkscope.module_ntk` takes them; copied at
+            construction).
         probe_y: targets of the probe inputs for the alignment: real ``(n,)`` or ``(n, k)``
             (one-hot included), or integer class labels ``(n,)`` (one-hot encoded over
             ``0..max``); None: no alignment.
@@ -273,7 +274,8 @@ class NTKTracker:
             ``"full"`` (``(n, n, O, O)``; the alignment uses its trace kernel, the spectrum
             the ``(n O) x (n O)`` matrix). ``"diagonal"`` is refused: the diagnostics compare
             whole kernels.
-        forward, params: as in :func:`ntkscope.module_ntk`.
+        forward, params: as in :func:`ntkscope.module_ntk`; the tracked parameters (default:
+            those that require grad now) are fixed at construction.
         store: a path or an :class:`ntkscope.store.Store`: every snapshot is written as it is
             taken (one transaction each), with ``Theta_0`` and ``theta_0``. Requires ``run``.
         run: name of the run in the store. A store that already holds ``run`` is continued:
@@ -309,8 +311,11 @@ class NTKTracker:
         self.method = method
         self.max_memory = max_memory
         tracked = select_params(model, params)  # validates model and params
-        self._param_arg = None if params is None else list(tracked)
+        # fixed now: freezing a tracked tensor later is an error, not another kernel
+        self._param_arg = list(tracked)
         self.param_names: tuple[str, ...] = tuple(tracked)
+        if isinstance(probe_x, np.ndarray):
+            probe_x = torch.from_numpy(probe_x)
         probe = Inputs.of(probe_x, "probe_x")
         self.n_probe = probe.n
         self._targets = _targets(probe_y, probe.n)
@@ -384,8 +389,7 @@ class NTKTracker:
         kernel = self._kernel()
         params = {n: p.detach() for n, p in self._tracked().items()}
         record = self._record(kernel, params, self.counter, 0.0)
-        seconds = time.perf_counter() - start
-        record = TrackerRecord(**{**record.__dict__, "seconds": seconds})
+        record = replace(record, seconds=time.perf_counter() - start)
         self._add(record)
         return record
 
@@ -490,8 +494,7 @@ class NTKTracker:
 
     def _record(self, kernel: torch.Tensor, params: Mapping[str, torch.Tensor], step: int,
                 seconds: float) -> TrackerRecord:
-        k0 = self._state.kernel0 if hasattr(self, "_state") else kernel
-        p0 = self._state.params0 if hasattr(self, "_state") else params
+        k0, p0 = self._state.kernel0, self._state.params0
         try:
             wc = weight_change(params, p0)
             spec = spectrum(kernel)
