@@ -26,6 +26,9 @@ _LAZY = {
     "module_ntk": "ntkscope.generic",
     "reference_module_ntk": "ntkscope.generic",
     "init_randomness": "ntkscope.generic",
+    "check_model": "ntkscope.model_check",
+    "NTKTracker": "ntkscope.generic",
+    "check_network": "ntkscope.check",
 }
 
 __all__ = [

@@ -6,7 +6,11 @@ reference architectures in :mod:`ntkscope.generic.zoo`. One concept per private 
 ``_inputs`` (inputs split along samples), ``_data`` (data sets' rows shaped for a model,
 ``.npz`` data files), ``_problem`` (model, forward, parameters, output),
 ``_memory`` (budgets, peak estimates), ``_jacobian`` / ``_ntvp`` / ``_layerwise`` (the methods'
-tile functions), ``_api`` (validation, method choice, tiling), ``_reference``.
+tile functions), ``_api`` (validation, method choice, tiling), ``_reference``, ``_tracker``
+(:class:`NTKTracker`: the diagnostics inside a training loop), ``_randomness`` (kernels of a
+factory's initializations), ``_init_randomness`` (:func:`init_randomness`: ``R`` of any model
+as resumable sweep cells), ``_fit`` (:func:`fit`: full-batch gradient descent of any model to a
+loss fraction).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ntkscope.generic._memory import activation_profile, default_budget, parse_m
 from ntkscope.generic._problem import Problem, build_problem
 from ntkscope.generic._randomness import init_kernels
 from ntkscope.generic._reference import reference_module_ntk
+from ntkscope.generic._tracker import NTKTracker, TrackerRecord
 
 __all__ = [
     "FitConfig",
@@ -34,8 +39,10 @@ __all__ = [
     "Inputs",
     "Method",
     "ModelInputs",
+    "NTKTracker",
     "NpzData",
     "Problem",
+    "TrackerRecord",
     "activation_profile",
     "budget_for",
     "build_problem",
