@@ -123,13 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="S = 16 (a minute)")
     ap.add_argument("--repeats", type=int, default=2, help="timed calls after the first")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
+    ap.add_argument("--cases", default="mlp,cnn-trace,cnn-full",
+                    help="comma-separated subset of mlp, cnn-trace, cnn-full")
+    ap.add_argument("--impls", default=",".join(NT_IMPLS),
+                    help="neural-tangents implementations (default all three)")
     args = ap.parse_args(argv)
     s_mlp, s_cnn = (16, 16) if args.quick else (128, 64)
-    cases = [("mlp", s_mlp, "trace"), ("cnn", s_cnn, "trace"), ("cnn", s_cnn, "full")]
+    chosen = set(args.cases.split(","))
+    impls = [i.strip().upper() for i in args.impls.split(",") if i.strip()]
+    cases = [c for name, c in (("mlp", ("mlp", s_mlp, "trace")),
+                               ("cnn-trace", ("cnn", s_cnn, "trace")),
+                               ("cnn-full", ("cnn", s_cnn, "full"))) if name in chosen]
     import torch
 
     print(f"torch {torch.__version__}, 1 thread, float64; neural-tangents via {args.nt_python}")
     start = time.perf_counter()
+    versions = ""
     for case, s, output in cases:
         print(f"\n{case.upper()} S={s} {output}")
         print(f"   {'implementation':34s} {'time':>10s} {'compile':>9s} {'call adds':>10s}  "
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         base = ours["seconds"]
         print(f"   {'ntkscope module_ntk':34s} {base:9.3f}s {'-':>9s} "
               f"{(ours['peak'] - ours['before']) / MIB:8.0f}MiB  1.00")
-        for impl in NT_IMPLS:
+        for impl in impls:
             r = nt_measure(args.nt_python, {"case": case, "s": s, "output": output,
                                              "impl": impl, "repeats": args.repeats},
                            args.timeout)
@@ -153,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {name:34s} {r['seconds']:9.3f}s {r['compile']:8.2f}s "
                   f"{(r['peak'] - r['before']) / MIB:8.0f}MiB  {r['seconds'] / base:.2f}"
                   + ("" if r["finite"] else "  NON-FINITE"))
-        if case == "cnn" and output == "full" and "r" in locals() and "nt" in r:
-            print(f"   (jax {r['jax']}, neural-tangents {r['nt']}, {r['params']:,} parameters)")
+            if "nt" in r:
+                versions = f"jax {r['jax']}, neural-tangents {r['nt']}"
+    if versions:
+        print(f"\n{versions}")
     print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verdict ntk_regime: yes, borderline or no, with the reasons (docs/check.md).",
     )
     common.add_network_args(p, required=False)
-    common.add_data_args(p, "mnist", samples=128, what="training data (parity targets)")
+    common.add_data_args(p, "mnist", samples=128, files=True,
+                         what="training data (parity targets; FILE.npz with --model: "
+                         "docs/check.md)")
     p.add_argument("--inits", type=common.INT, default=None, metavar="N",
                    help=f"initializations for R (default {INITS}; with --model "
                    f"{MODEL_INITS})")

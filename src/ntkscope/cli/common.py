@@ -92,13 +92,14 @@ def add_seed_arg(p: argparse.ArgumentParser, what: str = "the random draws") -> 
     p.add_argument("--seed", type=INT, default=0, help=f"seed of {what} (default 0)")
 
 
-def add_data_args(p: argparse.ArgumentParser, default: str, *, samples: int | None,
-                  what: str = "input data") -> None:
-    """``--dataset`` (default ``default``), ``--data-dir`` and ``--samples`` (required when
-    ``samples`` is ``None``)."""
+def add_data_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str, *,
+                  samples: int | None, what: str = "input data", files: bool = False) -> None:
+    """``--dataset`` (default ``default``; ``files``: a ``FILE.npz`` too), ``--data-dir`` and
+    ``--samples`` (required when ``samples`` is ``None``)."""
     from ntkscope.datasets import DATASET_NAMES
 
-    p.add_argument("--dataset", default=default, metavar="|".join(DATASET_NAMES),
+    names = [*DATASET_NAMES, "FILE.npz"] if files else list(DATASET_NAMES)
+    p.add_argument("--dataset", default=default, metavar="|".join(names),
                    help=f"{what} (default {default})")
     p.add_argument("--data-dir", metavar="DIR",
                    help="directory with the full idx files (default: $NTKSCOPE_DATA, the user "

@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", metavar="FILE.py:FACTORY",
                    help="a function of no arguments returning the nn.Module (FILE.py:FACTORY "
                    "or package.module:factory)")
-    common.add_data_args(g, MODEL_DATASET, samples=MODEL_SAMPLES,
+    common.add_data_args(g, MODEL_DATASET, samples=MODEL_SAMPLES, files=True,
                          what="inputs with --model (gaussian: uniform on the sphere |x|^2 = "
                          "M0; images: class-balanced, |x|^2 = 784; FILE.npz: its array X, "
                          "first S rows, and y)")
