@@ -68,7 +68,9 @@ __all__ = [
     "check_network",
     "curve_depths",
     "ratio_by_depth",
+    "reasons_footer",
     "second_width",
+    "verdict_rows",
 ]
 
 #: The check's default: the change is measured when the loss has fallen to this fraction of
@@ -225,19 +227,11 @@ class CheckResult:
         ]
         if e.hanin_nica is not None:
             rows.append(("Hanin & Nica exp(5L/M)", fmt(e.hanin_nica), "ReLU (2, 0) law"))
-        rows += change_rows(e, t, v)
-        rows += [
-            ("min loss / initial loss", fmt(e.loss_drop), ""),
-            ("min loss / constant loss", fmt(e.unexplained),
-             f"trainable if <= {t.unexplained_trainable:g}: {'yes' if v.trainable else 'no'}"),
-            ("ntk_regime", v.ntk_regime, ""),
-            ("seconds", f"{self.seconds['total']:.1f}", ""),
-        ]
-        return rows
+        return rows + change_rows(e, t, v) + verdict_rows(e, t, v, self.seconds["total"])
 
     def footer(self) -> list[str]:
         """The reasons, most important first."""
-        return ["reasons:", *(f"  - {r}" for r in self.verdict.reasons)]
+        return reasons_footer(self.verdict)
 
     def loss_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, losses)`` of the run at the width (the report's figure)."""
@@ -278,6 +272,23 @@ def change_rows(e: Evidence, t: Thresholds, v: Verdict) -> list[tuple[str, Any, 
                                                  else " (not comparable: a run did not "
                                                  "reach the fraction)")))
     return rows
+
+
+def verdict_rows(e: Evidence, t: Thresholds, v: Verdict, seconds: float
+                 ) -> list[tuple[str, Any, str]]:
+    """The closing rows both checks print: trainability, the regime, the time."""
+    return [
+        ("min loss / initial loss", fmt(e.loss_drop), ""),
+        ("min loss / constant loss", fmt(e.unexplained),
+         f"trainable if <= {t.unexplained_trainable:g}: {'yes' if v.trainable else 'no'}"),
+        ("ntk_regime", v.ntk_regime, ""),
+        ("seconds", f"{seconds:.1f}", ""),
+    ]
+
+
+def reasons_footer(v: Verdict) -> list[str]:
+    """The lines under both checks' tables: the reasons, most important first."""
+    return ["reasons:", *(f"  - {r}" for r in v.reasons)]
 
 
 def _num(v: float | None) -> float | None:

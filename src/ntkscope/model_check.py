@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ntkscope.check import LOSS_FRACTION, STEPS, change_rows
+from ntkscope.check import LOSS_FRACTION, STEPS, change_rows, reasons_footer, verdict_rows
 from ntkscope.datasets import DATASET_NAMES, dataset_name
 from ntkscope.defaults import CHECK_MODEL_INITS, CHECK_PROBES
 from ntkscope.rendering import fmt
@@ -291,17 +291,13 @@ class ModelCheckResult:
             *change_rows(e, t, v),
             ("kernel distance", fmt(self.training.kernel_distance), "Fort et al. 2020"),
             ("weight change", fmt(self.training.weight_change), "|theta_t - theta_0|/|theta_0|"),
-            ("min loss / initial loss", fmt(e.loss_drop), ""),
-            ("min loss / constant loss", fmt(e.unexplained),
-             f"trainable if <= {t.unexplained_trainable:g}: {'yes' if v.trainable else 'no'}"),
-            ("ntk_regime", v.ntk_regime, ""),
-            ("seconds", f"{self.seconds['total']:.1f}", ""),
+            *verdict_rows(e, t, v, self.seconds["total"]),
         ]
         return rows
 
     def footer(self) -> list[str]:
         """The reasons, most important first."""
-        return ["reasons:", *(f"  - {r}" for r in self.verdict.reasons)]
+        return reasons_footer(self.verdict)
 
     # The report's view (ntkscope.report): what the HTML page draws.
     def heading(self) -> str:
