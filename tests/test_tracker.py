@@ -248,8 +248,14 @@ def test_store_refuses_mismatched_run(tmp_path: Path) -> None:
         NTKTracker(_model(), x[:4], y[:4], store=path, run="m", params=["3.weight"])
     with pytest.raises(NtkscopeInputError, match="dtype"):
         NTKTracker(_model().float(), x[:4], y[:4], store=path, run="m")
-    with pytest.raises(NtkscopeInputError, match="run name"):
-        NTKTracker(_model(), x[:4], store=path)
+    with pytest.raises(NtkscopeInputError, match="run"):
+        NTKTracker(_model(), x[:4], store=path, run="  ")
+    # no run name: the store's one default run, continued by the next tracker
+    first = NTKTracker(_model(), x[:4], store=tmp_path / "d.sqlite")
+    first.close()
+    again = NTKTracker(_model(), x[:4], store=tmp_path / "d.sqlite")
+    assert again.run == "default" and [r.step for r in again.history] == [0]
+    again.close()
     with pytest.raises(NtkscopeInputError, match="store"):
         NTKTracker(_model(), x[:4], store=3, run="m")
 

@@ -37,6 +37,9 @@ from ntkscope.generic._inputs import Inputs, _map, _skeleton
 from ntkscope.generic._problem import Forward, select_params
 from ntkscope.validation import NtkscopeInputError, positive_int
 
+#: The run name of a tracker given a store and no ``run``.
+DEFAULT_RUN = "default"
+
 __all__ = ["NTKTracker", "TrackerRecord"]
 
 #: ``kind`` of the store rows: one per snapshot, and one holding ``Theta_0`` and ``theta_0``.
@@ -277,8 +280,10 @@ class NTKTracker:
         forward, params: as in :func:`ntkscope.module_ntk`; the tracked parameters (default:
             those that require grad now) are fixed at construction.
         store: a path or an :class:`ntkscope.store.Store`: every snapshot is written as it is
-            taken (one transaction each), with ``Theta_0`` and ``theta_0``. Requires ``run``.
-        run: name of the run in the store. A store that already holds ``run`` is continued:
+            taken (one transaction each), with ``Theta_0`` and ``theta_0``.
+        run: name of the run in the store (default ``"default"``: one run per store; name
+            runs to keep several in one store). A store that already holds ``run`` is
+            continued:
             its history, ``Theta_0`` and ``theta_0`` are loaded (changes stay relative to the
             original step 0, not to the resumed model), no snapshot is taken at construction,
             and the step counter continues from the last recorded step (``step`` sets it;
@@ -331,12 +336,10 @@ class NTKTracker:
         }
         if step is not None:
             step = positive_int("step", step, minimum=0)
-        if store is not None and (not isinstance(run, str) or not run.strip()):
-            raise NtkscopeInputError(
-                "run: a store needs a run name (run='my-run'); a new tracker with the same "
-                "store and run continues that run's history")
-        if store is None and run is not None and not isinstance(run, str):
-            raise NtkscopeInputError(f"run: expected a string, got {type(run).__name__}")
+        if run is not None and (not isinstance(run, str) or not run.strip()):
+            raise NtkscopeInputError(f"run: expected a non-empty name, got {run!r}")
+        if store is not None and run is None:
+            run = DEFAULT_RUN
         self.run = run
         self._store, self._owns_store = (None, False) if store is None else _open_store(store)
         self._records: dict[int, TrackerRecord] = {}
