@@ -25,7 +25,6 @@ get them (:func:`download_archive_set`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import http.client
@@ -523,6 +522,15 @@ def _unpack(spec: ArchiveSetSpec, archive: Path, target: Path, say: Callable[[st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download created (deepest first), if still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def download_archive_set(spec: ArchiveSetSpec, dest: str | os.PathLike[str] | None = None,
                          mirrors: Sequence[str] | str | None = None, *, timeout: float = 60.0,
                          log: Callable[[str], None] | None = None, progress: bool = False
@@ -559,7 +567,7 @@ def download_archive_set(spec: ArchiveSetSpec, dest: str | os.PathLike[str] | No
     if (target / spec.folder).is_dir() and _folder_ok(spec, target / spec.folder):
         say(f"{target / spec.folder}: present, verified")
         return target / spec.folder
-    created = not target.exists()
+    created = [d for d in (target, *target.parents) if not d.exists()]  # deepest first
     ensure_writable_dir(target, "dest")
     limit = (spec.archive_bytes or 2**30) + 1
     failures = []
@@ -586,12 +594,8 @@ def download_archive_set(spec: ArchiveSetSpec, dest: str | os.PathLike[str] | No
                 tmp.unlink(missing_ok=True)
             say(f"failed: {failures[-1]}")
     except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                target.rmdir()  # only if still empty
+        _remove_empty(created)
         raise
-    if created:
-        with contextlib.suppress(OSError):
-            target.rmdir()
+    _remove_empty(created)
     raise NtkscopeInputError(f"download: no URL gave an intact {spec.archive} "
                              f"({'; '.join(failures)}); nothing was written")
