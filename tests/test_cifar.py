@@ -322,6 +322,9 @@ def test_corrupt_download_rejected(damage: str, www: tuple[Path, str], isolated:
     batch.write_bytes(batch.read_bytes()[:-10])
     with pytest.raises(NtkscopeInputError, match="data_batch_2: checksum mismatch"):
         load_dataset("cifar10", 4, data_dir=folder)
+    assert download_dataset("cifar10", dest, [url + "good/"]) == folder  # replaced whole
+    assert load_dataset("cifar10", 4, data_dir=folder).X.shape == (4, 3072)
+    assert _leftovers(dest) == []
 
 
 # ---------------------------------------------------------------------------------------------
