@@ -343,7 +343,8 @@ def _safe_name(spec: ArchiveSetSpec, member: tarfile.TarInfo, source: str) -> Pu
     """The member's path inside the archive, refused unless it is a plain file or folder
     strictly inside ``spec.folder``."""
     path = PurePosixPath(member.name)
-    if (member.name.startswith(("/", "\\")) or path.is_absolute() or ".." in path.parts
+    if (not path.parts or member.name.startswith(("/", "\\")) or path.is_absolute()
+            or ".." in path.parts
             or "\\" in member.name or ":" in path.parts[0]):
         raise NtkscopeInputError(f"{source}: unsafe member path {member.name!r} (absolute or "
                                  "with '..'): refused")
