@@ -498,8 +498,10 @@ def test_cli_data_download_and_info(server: str, isolated: Path,
 
     assert main(["data", "info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert list(info) == ["mnist train", "mnist test", "fashion-mnist train", "fashion-mnist test"]
-    assert all(v.startswith("shipped subset") for v in info.values())
+    assert list(info) == ["mnist train", "mnist test", "fashion-mnist train", "fashion-mnist test",
+                          "cifar10 train", "cifar10 test", "cifar100 train", "cifar100 test"]
+    assert all(v.startswith("shipped subset") for v in list(info.values())[:4])
+    assert all(v.startswith("not found") for v in list(info.values())[4:])
     assert main(["data", "download", "mnist", "--mirror", server + "bad"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "checksum mismatch" in err.splitlines()[-1]

@@ -450,7 +450,10 @@ def check_network(
         raise NtkscopeInputError(f"thresholds: expected Thresholds, got {thresholds!r}")
     data = load_dataset(dataset_name(dataset), samples, seed, data_dir=data_dir)
     if data.X.shape[1] != INPUT_DIM:
-        raise NtkscopeInputError(f"dataset: expected {INPUT_DIM} input dimensions")
+        raise NtkscopeInputError(
+            f"dataset: the MLP check takes {INPUT_DIM}-dimensional inputs (mnist, "
+            f"fashion-mnist, gaussian); {data.name} has {data.X.shape[1]}: check a model on it "
+            f"with --model FILE.py:FACTORY")
     baseline = float(np.mean((data.y - np.mean(data.y)) ** 2)) / 2.0
     if baseline <= 0:
         raise NtkscopeInputError("samples: all targets are equal; the check needs both classes")

@@ -102,8 +102,9 @@ def add_data_args(p: argparse.ArgumentParser | argparse._ArgumentGroup, default:
     p.add_argument("--dataset", default=default, metavar="|".join(names),
                    help=f"{what} (default {default})")
     p.add_argument("--data-dir", metavar="DIR",
-                   help="directory with the full idx files (default: $NTKSCOPE_DATA, the user "
-                   "cache, system directories, else the subset shipped with ntkscope)")
+                   help="directory with the full idx files, or the CIFAR archive or its "
+                   "folder (default: $NTKSCOPE_DATA, the user cache, system directories, else "
+                   "the subset shipped with ntkscope)")
     if samples is None:
         p.add_argument("--samples", type=INT, required=True, metavar="S",
                        help="number of samples S")

@@ -112,11 +112,11 @@ def _run_mlp(args: argparse.Namespace, out: Any, t0: float) -> int:
 
     params_out = (None if args.save_params is None
                   else check_output_file(args.save_params, "save-params", (".npz",)))
-    input_dim = INPUT_DIM if args.input_dim is None else args.input_dim
-    spec = network_spec(args, input_dim)
-    net = spec.mlp()
+    network_spec(args, args.input_dim)  # the network flags first
     data = load_dataset(args.dataset, args.samples, args.seed, data_dir=args.data_dir,
-                        dim=input_dim)
+                        dim=args.input_dim)  # None: the data set's own (gaussian: 784)
+    spec = network_spec(args, data.X.shape[1])
+    net = spec.mlp()
     X = data.X
     params = net.init(batch=1, seed=args.seed, dtype=torch.float64)
     K = empirical_ntk(net, params, X, diagonal=args.output == "diagonal")[0].cpu().numpy()

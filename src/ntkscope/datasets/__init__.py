@@ -8,6 +8,10 @@
   and verified against SHA-256 checksums; without them a small subset shipped with the
   package is used (:mod:`~ntkscope.datasets.subset`). :func:`download_dataset` fetches the
   full files.
+* ``cifar10`` and ``cifar100``: 3 x 32 x 32 colour images (``M0 = 3072``), same normalization,
+  from the python-version archives (:mod:`~ntkscope.datasets.cifar`: verified by checksum,
+  unpickled safely, unpacked atomically); no subset ships, :func:`download_dataset` fetches
+  them.
 
 :func:`load_dataset` gives ``S`` class-balanced samples with training targets;
 :func:`load_inputs` only the inputs (what the command line uses). Sources, citations and
@@ -16,6 +20,7 @@ details: ``docs/datasets.md``.
 
 from __future__ import annotations
 
+from ntkscope.datasets.cifar import ARCHIVE_SETS, CIFAR10, CIFAR100, ArchiveSetSpec
 from ntkscope.datasets.download import download_dataset, download_mnist
 from ntkscope.datasets.files import DATA_ENV, default_download_dir, locate, user_cache_dir
 from ntkscope.datasets.loading import (
@@ -32,12 +37,16 @@ from ntkscope.datasets.specs import FASHION_MNIST, IMAGE_SETS, MNIST, ImageSetSp
 from ntkscope.datasets.synthetic import gaussian_sphere
 
 __all__ = [
+    "ARCHIVE_SETS",
+    "CIFAR10",
+    "CIFAR100",
     "DATASETS",
     "DATASET_NAMES",
     "DATA_ENV",
     "FASHION_MNIST",
     "IMAGE_SETS",
     "MNIST",
+    "ArchiveSetSpec",
     "Dataset",
     "ImageSetSpec",
     "InputLoader",

@@ -1,4 +1,5 @@
-"""Downloading the full idx files from the canonical mirrors into the user cache.
+"""Downloading the full idx files from the canonical mirrors into the user cache (CIFAR:
+:func:`ntkscope.datasets.cifar.download_archive_set`).
 
 Every file is fetched whole into memory, checked (gzip stream, magic number, shape, SHA-256 of
 the decompressed content) and only then written, atomically; the mirrors are tried in order
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ntkscope._version import __version__
+from ntkscope.datasets.cifar import ARCHIVE_SETS, download_archive_set
 from ntkscope.datasets.files import default_download_dir, find_file
 from ntkscope.datasets.idx import kind_of, read_idx_file, read_verified
 from ntkscope.datasets.loading import dataset_name
@@ -81,8 +83,14 @@ def _fetch(spec: ImageSetSpec, stem: str, mirrors: list[str], timeout: float,
 
 def download_dataset(name: str, dest: str | os.PathLike[str] | None = None,
                      mirrors: Sequence[str] | None = None, *, timeout: float = 60.0,
-                     log: Callable[[str], None] | None = None) -> Path:
-    """Download the four idx files of ``name`` (``"mnist"`` or ``"fashion-mnist"``).
+                     log: Callable[[str], None] | None = None, progress: bool = False) -> Path:
+    """Download the four idx files of ``name`` (``"mnist"`` or ``"fashion-mnist"``), or the
+    archive of ``"cifar10"`` / ``"cifar100"``.
+
+    CIFAR: :func:`~ntkscope.datasets.cifar.download_archive_set` (the archive from
+    ``mirrors``, whole archive URLs or base URLs, else ``$NTKSCOPE_CIFAR10_URL`` /
+    ``$NTKSCOPE_CIFAR100_URL``, else the canonical URL; verified by MD5 and SHA-256, unpacked
+    atomically into ``dest/cifar-10-batches-py``; returns that folder).
 
     Files already in ``dest`` that verify are kept; missing or corrupt ones are fetched from
     ``mirrors`` (default: the data set's canonical mirrors, tried in order), verified against
@@ -95,6 +103,7 @@ def download_dataset(name: str, dest: str | os.PathLike[str] | None = None,
         mirrors: base URLs (``http``, ``https`` or ``file``); ``<base><stem>.gz`` is fetched.
         timeout: seconds per connection attempt.
         log: called with one line per step (default: silent).
+        progress: a progress bar for the CIFAR archive (on stderr).
 
     Returns:
         the directory holding the four verified files.
@@ -104,6 +113,9 @@ def download_dataset(name: str, dest: str | os.PathLike[str] | None = None,
             mirror supplied intact (the message lists each mirror's failure).
     """
     key = dataset_name(name)
+    if key in ARCHIVE_SETS:
+        return download_archive_set(ARCHIVE_SETS[key], dest, mirrors, timeout=timeout, log=log,
+                                    progress=progress)
     if key not in IMAGE_SETS:
         raise NtkscopeInputError(f"name: the {key} data set is synthetic; nothing to download")
     spec = IMAGE_SETS[key]

@@ -1,8 +1,9 @@
 """Data-set inputs shaped for a model (the command line's ``--model`` commands).
 
 A sample of ``M0`` values goes in flat, ``(S, M0)``, when the model's first layer holding
-parameters is ``nn.Linear``, else as images ``(S, 1, 28, 28)``; an explicit shape overrides
-both, and inputs of an ``.npz`` file with more than two axes are used as they are.
+parameters is ``nn.Linear``, else as images: ``(S, 1, 28, 28)`` (MNIST, Fashion-MNIST),
+``(S, 3, 32, 32)`` (CIFAR-10/100); an explicit shape overrides both, and inputs of an ``.npz``
+file with more than two axes are used as they are.
 
 A data file ``FILE.npz`` (:func:`load_npz`) holds an array ``x`` (also accepted: ``X``) of
 shape ``(N, ...)``, finite real numbers, and optionally ``y`` (targets, ``(N,)`` or ``(N,
@@ -27,7 +28,7 @@ from ntkscope.validation import NtkscopeInputError, positive_int
 __all__ = ["IMAGE_SHAPE", "ModelInputs", "NpzData", "first_layer", "input_shape_for",
            "load_npz", "model_dtype_device", "model_inputs"]
 
-#: Shape of one image input (MNIST, Fashion-MNIST).
+#: Shape of one image input (MNIST, Fashion-MNIST; CIFAR's is ``(3, 32, 32)``).
 IMAGE_SHAPE = (1, 28, 28)
 
 
@@ -80,15 +81,16 @@ def _parse_shape(shape: str | Sequence[int]) -> tuple[int, ...]:
     return out
 
 
-def input_shape_for(model: nn.Module, m0: int, input_shape: str | Sequence[int] | None = None
-                    ) -> tuple[tuple[int, ...], str]:
+def input_shape_for(model: nn.Module, m0: int, input_shape: str | Sequence[int] | None = None,
+                    *, image_shape: Sequence[int] | None = None) -> tuple[tuple[int, ...], str]:
     """The shape of one input of ``m0`` values and why: ``input_shape`` when given (``"1,28,28"``
     or a sequence), else flat ``(m0,)`` for a model whose :func:`first_layer` is
-    ``nn.Linear``, else :data:`IMAGE_SHAPE` (``m0`` must then be 784).
+    ``nn.Linear``, else the images' own ``image_shape`` (a data set's, ``(3, 32, 32)`` for
+    CIFAR), else :data:`IMAGE_SHAPE` (``m0`` must then be 784).
 
     Raises:
         NtkscopeInputError: a shape that does not hold ``m0`` values; a non-``Linear`` model
-            with inputs that are not 28 x 28 images and no ``input_shape``.
+            with inputs that are not images and no ``input_shape``.
     """
     if input_shape is not None:
         shape = _parse_shape(input_shape)
@@ -99,12 +101,13 @@ def input_shape_for(model: nn.Module, m0: int, input_shape: str | Sequence[int] 
     first = first_layer(model)
     if isinstance(first, nn.Linear):
         return (m0,), "flat: the model's first layer is nn.Linear"
-    if m0 != int(np.prod(IMAGE_SHAPE)):
+    image = tuple(int(v) for v in image_shape) if image_shape is not None else IMAGE_SHAPE
+    if len(image) < 2 or m0 != int(np.prod(image)):
         raise NtkscopeInputError(
             f"input_shape: give the shape of one input ({m0} values; the model's first "
             f"layer is {type(first).__name__}, not nn.Linear)")
     kind = "no layer with parameters" if first is None else type(first).__name__
-    return IMAGE_SHAPE, f"images: the model's first layer is {kind}"
+    return image, f"images: the model's first layer is {kind}"
 
 
 def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -207,9 +210,11 @@ def model_inputs(model: nn.Module, dataset: str = "mnist", samples: int = 128, s
                  input_shape: str | Sequence[int] | None = None) -> ModelInputs:
     """``samples`` inputs of ``dataset`` shaped for ``model`` (:func:`input_shape_for`).
 
-    ``dataset`` is ``"mnist"``, ``"fashion-mnist"``, ``"gaussian"``
-    (:func:`ntkscope.datasets.load_dataset`: class-balanced, seeded by ``seed``, normalized
-    to ``|x|^2 = M0``; ``input_dim`` for gaussian) or a ``FILE.npz`` holding ``X`` (``(N,
+    ``dataset`` is ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``, ``"cifar100"``,
+    ``"gaussian"`` (:func:`ntkscope.datasets.load_dataset`: class-balanced, seeded by ``seed``,
+    normalized to ``|x|^2 = M0``; images ``(S, 1, 28, 28)`` or ``(S, 3, 32, 32)`` for a
+    model whose first layer is not ``nn.Linear``; ``input_dim`` for gaussian) or a
+    ``FILE.npz`` holding ``X`` (``(N,
     M0)`` reshaped by the rule, or ``(N, ...)`` used as it is) and optionally targets ``y``;
     its first ``samples`` rows are taken as they are (no normalization).
 
@@ -220,7 +225,7 @@ def model_inputs(model: nn.Module, dataset: str = "mnist", samples: int = 128, s
     from ntkscope.datasets import load_dataset
 
     samples = positive_int("samples", samples)
-    note = None
+    note = image = None
     if isinstance(dataset, (str, os.PathLike)) and str(dataset).endswith(".npz"):
         path = Path(dataset).expanduser()
         if data_dir is not None or input_dim is not None:
@@ -232,6 +237,7 @@ def model_inputs(model: nn.Module, dataset: str = "mnist", samples: int = 128, s
         data = load_dataset(dataset, samples, seed, data_dir=data_dir, dim=input_dim)
         X, y, source, note = data.X, data.y, data.source, data.note
         labels, name = data.labels, data.name
+        image = data.shape if len(data.shape) > 1 else None
     dtype, device = model_dtype_device(model)
     if X.ndim > 2:
         if input_shape is not None:
@@ -239,6 +245,6 @@ def model_inputs(model: nn.Module, dataset: str = "mnist", samples: int = 128, s
                                      f"shape {X.shape[1:]}")
         shape, why = tuple(int(v) for v in X.shape[1:]), f"as stored in {Path(source).name}"
     else:
-        shape, why = input_shape_for(model, int(X.shape[1]), input_shape)
+        shape, why = input_shape_for(model, int(X.shape[1]), input_shape, image_shape=image)
     x = torch.as_tensor(X).to(dtype=dtype, device=device).reshape(-1, *shape)
     return ModelInputs(x, y, shape, why, source, note, labels, name)
