@@ -508,6 +508,7 @@ def _unpack(spec: ArchiveSetSpec, archive: Path, target: Path, say: Callable[[st
         staged.mkdir()
         for name, raw in files.items():
             _check_member(spec, name, raw, f"{archive}:{spec.folder}/{name}")
+            # atomic: staged (the folder is renamed into place whole below)
             (staged / name).write_bytes(raw)
         missing = [n for n in (*spec.members["train"], *spec.members["test"]) if n not in files]
         if missing:
