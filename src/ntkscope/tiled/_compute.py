@@ -21,6 +21,7 @@ import datetime
 import functools
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,7 +97,9 @@ class KernelConfig:
         dtype: ``"float64"`` (default) or ``"float32"``: the model's, the inputs' and the
             stored kernel's dtype.
         device: where tiles are computed (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
-        seed: the model of seed ``seed`` and the data selection's seed.
+        seed: the model of seed ``seed`` (and the data selection's seed).
+        data_seed: the data selection's seed when it differs from ``seed`` (kernels of two
+            models' seeds on the same inputs).
         retries: further tries of a failing tile before it is reported.
         max_memory: per-tile budget of :func:`ntkscope.module_ntk` (bytes or ``"8GiB"``).
         quiet: no progress bar.
@@ -115,6 +118,7 @@ class KernelConfig:
     dtype: str = "float64"
     device: str = "cpu"
     seed: int = 0
+    data_seed: int | None = None
     retries: int = RETRIES
     max_memory: int | str | None = None
     data_dir: str | None = None
@@ -170,6 +174,9 @@ class KernelConfig:
             raise NtkscopeInputError("device: cuda is not available on this machine")
         object.__setattr__(self, "device", str(dev))
         object.__setattr__(self, "seed", positive_int("seed", self.seed, minimum=0))
+        if self.data_seed is not None:
+            object.__setattr__(self, "data_seed",
+                               positive_int("data_seed", self.data_seed, minimum=0))
         object.__setattr__(self, "retries", positive_int("retries", self.retries, minimum=0))
         if not isinstance(self.quiet, bool):
             raise NtkscopeInputError(f"quiet: expected True or False, got {self.quiet!r}")
@@ -231,10 +238,10 @@ class KernelResult:
         """The key/value table of ``ntkscope kernel`` and ``ntkscope kernel info``."""
         a = self.attrs
         x2 = a.get("x2_samples")
-        data = f"{a.get('dataset')}, seed {a.get('seed')}: X1 = {a.get('samples')} samples"
+        data = f"{a.get('dataset')}, seed {a.get('data_seed')}: X1 = {a.get('samples')} samples"
         data += f", X2 = the next {x2}" if x2 else " (X2 = X1: upper-triangle tiles)"
         rows: list[tuple[str, Any]] = [
-            ("model", a.get("model")),
+            ("model", f"{a.get('model')}, seed {a.get('seed')}"),
             ("parameters (sha256)", f"{str(a.get('parameters'))[:16]}... "
                                     f"({a.get('parameter_count'):,} values)"),
             ("data", data),
@@ -283,8 +290,17 @@ def parameters_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=2)
+_BUILD_LOCK = threading.Lock()
+
+
 def _built(factory: Any, seed: int, dtype: str, device: str) -> tuple[nn.Module, str, int]:
+    """:func:`_build`, one thread at a time (building seeds torch's global generator)."""
+    with _BUILD_LOCK:
+        return _build(factory, seed, dtype, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _build(factory: Any, seed: int, dtype: str, device: str) -> tuple[nn.Module, str, int]:
     """``(model, fingerprint, parameter count)`` of the model of ``seed``: ``torch.manual_seed
     (seed); factory()`` (the caller's random state kept), fingerprinted as built, then in eval
     mode, cast to ``dtype`` and on ``device``; once per process and arguments."""
@@ -416,7 +432,8 @@ def kernel_matrix(model: Any = None, *, config: KernelConfig | None = None, **op
     model_built, fp, count = _built(fn if spec is None else spec, cfg.seed, cfg.dtype,
                                     cfg.device)
     n1, n2 = cfg.samples, cfg.x2_samples or 0
-    data = model_inputs(model_built, cfg.dataset, n1 + n2, cfg.seed, data_dir=cfg.data_dir,
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    data = model_inputs(model_built, cfg.dataset, n1 + n2, data_seed, data_dir=cfg.data_dir,
                         input_dim=cfg.input_dim, input_shape=cfg.input_shape)
     x = data.x.detach().to("cpu")
     _check_model(model_built, x, cfg)
@@ -425,7 +442,8 @@ def kernel_matrix(model: Any = None, *, config: KernelConfig | None = None, **op
     identity = {
         "format": FORMAT, "parameters": fp, "inputs": inputs_fingerprint(x),
         "dataset": data.name or cfg.dataset, "samples": n1, "x2_samples": cfg.x2_samples,
-        "seed": cfg.seed, "input_shape": list(data.shape), "output": cfg.output,
+        "seed": cfg.seed, "data_seed": data_seed, "input_shape": list(data.shape),
+        "output": cfg.output,
         "dtype": cfg.dtype, "tile": cfg.tile, "shape": shape, "symmetric": symmetric,
     }
     info = {

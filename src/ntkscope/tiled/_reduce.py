@@ -119,8 +119,9 @@ def top_eigenvalues(kernel: KernelLike, k: int = 10, *, tol: float = EIG_TOL,
     """
     ks = _complete(kernel, "eigenvalues")
     if ks.output != "trace" or not ks.symmetric:
+        x2 = "= X1" if ks.symmetric else "given"
         raise NtkscopeInputError(f"eigenvalues: {ks.path} is not a symmetric kernel "
-                                 f"(output {ks.output!r}, X2 {'= X1' if ks.symmetric else 'given'})")
+                                 f"(output {ks.output!r}, X2 {x2})")
     n = ks.shape[0]
     k = positive_int("top_eigenvalues", k, maximum=n)
     max_iter = positive_int("max_iter", max_iter)
@@ -146,6 +147,9 @@ def top_eigenvalues(kernel: KernelLike, k: int = 10, *, tol: float = EIG_TOL,
         q, _ = np.linalg.qr(kv)
     return Eigenvalues(tuple(float(v) for v in theta[:k]),
                        tuple(float(v) for v in bounds[:k]), passes, converged, float(tol))
+
+
+_top = top_eigenvalues  # (reduce_kernel's argument of that name shadows it)
 
 
 def relative_difference(a: KernelLike, b: KernelLike, *, same_inputs: bool = True) -> float:
@@ -236,16 +240,16 @@ class KernelReduction:
         return rows
 
 
-def reduce_kernel(kernel: KernelLike, *, eigenvalues: int = 0,
+def reduce_kernel(kernel: KernelLike, *, top_eigenvalues: int = 0,
                   compare: KernelLike | None = None, tol: float = EIG_TOL,
                   max_iter: int = EIG_MAX_ITER, seed: int = 0) -> KernelReduction:
-    """Trace (where defined), Frobenius norm, the top ``eigenvalues`` eigenvalues (0:
+    """Trace (where defined), Frobenius norm, the ``top_eigenvalues`` largest eigenvalues (0:
     none) and, with ``compare``, ``|K - K2|_F / |K|_F`` of a stored kernel, tile by tile."""
     t0 = time.perf_counter()
     ks = _complete(kernel, "reduce")
-    k = positive_int("eigenvalues", eigenvalues, minimum=0)
+    k = positive_int("top_eigenvalues", top_eigenvalues, minimum=0)
     trace = kernel_trace(ks) if ks.symmetric or ks.output == "diagonal" else None
-    eig = top_eigenvalues(ks, k, tol=tol, max_iter=max_iter, seed=seed) if k else None
+    eig = _top(ks, k, tol=tol, max_iter=max_iter, seed=seed) if k else None
     other = None if compare is None else _complete(compare, "compare")
     rel = None if other is None else relative_difference(ks, other)
     return KernelReduction(ks.path, ks.shape, ks.output, trace, kernel_frobenius(ks), eig,

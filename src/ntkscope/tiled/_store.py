@@ -35,7 +35,7 @@ from ntkscope.validation import NtkscopeInputError
 FORMAT = 1
 #: The attributes that define the kernel: a rerun must match every one of them.
 IDENTITY = ("format", "parameters", "inputs", "dataset", "samples", "x2_samples", "seed",
-            "input_shape", "output", "dtype", "tile", "shape", "symmetric")
+            "data_seed", "input_shape", "output", "dtype", "tile", "shape", "symmetric")
 _PENDING = "pending"
 
 
