@@ -391,3 +391,15 @@ def test_dask_local_cluster_of_two_workers(net: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(res.load(), _reference(_spec(net), 7, 5), rtol=1e-10,
                                atol=1e-10)
 
+
+
+def test_fsspec_url_store(net: Path) -> None:
+    url = f"memory://ntkscope-test-{os.getpid()}/K.zarr"
+    res = _run(net, url, samples=9)  # type: ignore[arg-type]
+    assert res.path == url and res.complete
+    ks = open_kernel(url)
+    del ks.group.store["done/0.1"]  # a tile whose marker never got written
+    again = _run(net, url, samples=9)  # type: ignore[arg-type]
+    assert again.computed == 1 and again.cached == 5
+    np.testing.assert_allclose(again.load(), _reference(_spec(net), 9), rtol=1e-10,
+                               atol=1e-10)
