@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", default="local", metavar="local|dask",
                    help="local worker processes (default; --workers 1: this process) or Dask")
     p.add_argument("--workers", type=common.INT, metavar="N",
-                   help="local worker processes, or the workers of a local Dask cluster "
-                   "(default 1)")
+                   help="local worker processes (default 1: this process), or the workers of "
+                   "a local Dask cluster (default: all cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="an existing Dask scheduler (with --executor dask)")
     p.add_argument("--dtype", default="float64", metavar="float32|float64",

@@ -92,8 +92,9 @@ class KernelConfig:
             samples of the same selection (of ``N + N2`` samples), or None for ``X2 = X1``.
         output: ``"trace"`` (``N x N2``) or ``"diagonal"`` (``K(x_i, x_i)``, ``N``).
         tile: tile side in samples (one zarr chunk per tile).
-        executor: ``"local"`` (``workers`` processes; 1: this process), ``"dask"``
-            (``scheduler`` or a local cluster of ``workers``) or ``"inline"``.
+        executor: ``"local"`` (``workers`` processes; 1, the default: this process),
+            ``"dask"`` (``scheduler``, or a local cluster of ``workers``, default all cores)
+            or ``"inline"`` (this process).
         dtype: ``"float64"`` (default) or ``"float32"``: the model's, the inputs' and the
             stored kernel's dtype.
         device: where tiles are computed (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
@@ -421,7 +422,8 @@ def kernel_matrix(model: Any = None, *, config: KernelConfig | None = None, **op
     cfg = config
     fn, spec = _resolve(cfg.model)
     executor = cfg.executor
-    workers = cfg.workers or 1
+    local_cluster = executor == "dask" and cfg.scheduler is None
+    workers = cfg.workers or ((os.cpu_count() or 1) if local_cluster else 1)
     if executor == "local" and workers == 1:
         executor = "inline"  # one worker: this process (no process to start)
     if spec is None and executor != "inline":

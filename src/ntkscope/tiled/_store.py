@@ -20,9 +20,12 @@ other values of :data:`IDENTITY` is refused before anything is written.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
+import itertools
 import math
 import os
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,8 @@ FORMAT = 1
 IDENTITY = ("format", "parameters", "inputs", "dataset", "samples", "x2_samples", "seed",
             "data_seed", "input_shape", "output", "dtype", "tile", "shape", "symmetric")
 _PENDING = "pending"
+#: Tiles read ahead by threads while a reduction works on the current one.
+PREFETCH = 4
 
 
 def _zarr() -> Any:
@@ -184,10 +189,20 @@ class KernelStore:
             return self.kernel[self.rows(i)]
         return self.kernel[self.rows(i), self.cols(j)]
 
-    def blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
-        """``(i, j, tile)`` for every tile task (upper triangle only when symmetric)."""
-        for i, j in self.tiles():
-            yield i, j, self.block(i, j)
+    def blocks(self, prefetch: int = PREFETCH) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(i, j, tile)`` for every tile task (upper triangle only when symmetric), in grid
+        order; the next ``prefetch`` tiles are read by threads while the caller works."""
+        tiles = iter(self.tiles())
+        with cf.ThreadPoolExecutor(max(1, prefetch)) as pool:
+            ahead: deque[tuple[tuple[int, int], cf.Future]] = deque()
+            for t in itertools.islice(tiles, max(1, prefetch)):
+                ahead.append((t, pool.submit(self.block, *t)))
+            while ahead:
+                (i, j), fut = ahead.popleft()
+                nxt = next(tiles, None)
+                if nxt is not None:
+                    ahead.append((nxt, pool.submit(self.block, *nxt)))
+                yield i, j, fut.result()
 
     def load(self) -> np.ndarray:
         """The whole kernel as a NumPy array (refused while tiles are missing)."""
