@@ -403,3 +403,10 @@ def test_fsspec_url_store(net: Path) -> None:
     assert again.computed == 1 and again.cached == 5
     np.testing.assert_allclose(again.load(), _reference(_spec(net), 9), rtol=1e-10,
                                atol=1e-10)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_cuda_without_gpu_refused_unless_a_cluster_has_them(net: Path, tmp_path: Path) -> None:
+    with pytest.raises(NtkscopeInputError, match="cuda is not available"):
+        _run(net, tmp_path / "K.zarr", device="cuda")
+    assert not (tmp_path / "K.zarr").exists()

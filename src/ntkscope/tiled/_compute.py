@@ -171,8 +171,6 @@ class KernelConfig:
         except (RuntimeError, TypeError):
             raise NtkscopeInputError(f"device: expected cpu, cuda or cuda:N, got "
                                      f"{self.device!r}") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise NtkscopeInputError("device: cuda is not available on this machine")
         object.__setattr__(self, "device", str(dev))
         object.__setattr__(self, "seed", positive_int("seed", self.seed, minimum=0))
         if self.data_seed is not None:
@@ -431,14 +429,14 @@ def kernel_matrix(model: Any = None, *, config: KernelConfig | None = None, **op
             "model: worker processes and Dask rebuild the factory from an import spec; "
             "define it at module level in a file or module (not a lambda or a closure), or "
             "use one worker (this process)")
-    model_built, fp, count = _built(fn if spec is None else spec, cfg.seed, cfg.dtype,
-                                    cfg.device)
+    here = _driver_device(cfg, executor)
+    model_built, fp, count = _built(fn if spec is None else spec, cfg.seed, cfg.dtype, here)
     n1, n2 = cfg.samples, cfg.x2_samples or 0
     data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
     data = model_inputs(model_built, cfg.dataset, n1 + n2, data_seed, data_dir=cfg.data_dir,
                         input_dim=cfg.input_dim, input_shape=cfg.input_shape)
     x = data.x.detach().to("cpu")
-    _check_model(model_built, x, cfg)
+    _check_model(model_built, x, cfg, here)
     symmetric = n2 == 0
     shape = [n1] if cfg.output == "diagonal" else [n1, n1 if symmetric else n2]
     identity = {
@@ -485,12 +483,23 @@ def _executor_name(executor: str, workers: int) -> str:
     return f"{executor} ({workers} workers)" if executor == "local" else executor
 
 
-def _check_model(model: nn.Module, x: torch.Tensor, cfg: KernelConfig) -> None:
+def _driver_device(cfg: KernelConfig, executor: str) -> str:
+    """Where this process builds and checks the model: ``cfg.device``, or the CPU when the
+    tiles run on an existing Dask cluster whose workers have the GPUs this machine lacks
+    (a login node)."""
+    if torch.device(cfg.device).type != "cuda" or torch.cuda.is_available():
+        return cfg.device
+    if executor == "dask" and cfg.scheduler is not None:
+        return "cpu"
+    raise NtkscopeInputError("device: cuda is not available on this machine")
+
+
+def _check_model(model: nn.Module, x: torch.Tensor, cfg: KernelConfig, device: str) -> None:
     """``module_ntk`` on two samples here: a model it refuses fails now, as an input error,
     not as every tile's failure."""
     from ntkscope.generic._api import module_ntk
 
-    probe = x[: min(2, x.shape[0])].to(cfg.device)
+    probe = x[: min(2, x.shape[0])].to(device)
     module_ntk(model, probe, output="diagonal", max_memory=cfg.max_memory)
 
 
