@@ -102,7 +102,8 @@ class KernelConfig:
         data_seed: the data selection's seed when it differs from ``seed`` (kernels of two
             models' seeds on the same inputs).
         retries: further tries of a failing tile before it is reported.
-        max_memory: per-tile budget of :func:`ntkscope.module_ntk` (bytes or ``"8GiB"``).
+        max_memory: per-tile budget of :func:`ntkscope.module_ntk` (bytes or ``"8GiB"``;
+            default: its default, divided among ``workers`` local CPU workers).
         quiet: no progress bar.
     """
 
@@ -458,8 +459,14 @@ def kernel_matrix(model: Any = None, *, config: KernelConfig | None = None, **op
     ks = create_or_resume(cfg.out, identity, info, x.numpy(), cfg.tile)
     todo = ks.missing()
     cached = len(ks.tiles()) - len(todo)
+    max_memory = cfg.max_memory
+    if max_memory is None and executor == "local" and torch.device(cfg.device).type == "cpu":
+        from ntkscope.generic._memory import default_budget
+
+        # local workers share this machine's memory: each gets its part of the default
+        max_memory = default_budget(torch.device("cpu")) // workers
     base = {"store": ks.path, "model": info["model"], "device": cfg.device,
-            "max_memory": cfg.max_memory}
+            "max_memory": max_memory}
     cells = [Cell(KIND, {**base, "i": i, "j": j}) for i, j in todo]
     task = functools.partial(tile_task, fn if spec is None else None)  # (None: by its spec)
     failed = _run_tiles(cells, task, executor, workers, cfg, cached)
