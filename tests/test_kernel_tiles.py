@@ -410,3 +410,15 @@ def test_cuda_without_gpu_refused_unless_a_cluster_has_them(net: Path, tmp_path:
     with pytest.raises(NtkscopeInputError, match="cuda is not available"):
         _run(net, tmp_path / "K.zarr", device="cuda")
     assert not (tmp_path / "K.zarr").exists()
+
+
+def test_verify_finds_a_changed_tile(net: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "K.zarr"
+    _run(net, out)
+    ks = open_kernel(out)
+    assert ks.verify() == []
+    ks.kernel[4:8, 8:10] = ks.kernel[4:8, 8:10] + 1e-12  # tile (1, 2) altered after the fact
+    assert ks.verify() == [(1, 2)]
+    assert main(["kernel", "info", str(out), "--verify"]) == 1
+    assert "1 tiles differ: [(1, 2)]" in capsys.readouterr().out
