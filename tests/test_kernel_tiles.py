@@ -421,4 +421,4 @@ def test_verify_finds_a_changed_tile(net: Path, tmp_path: Path,
     ks.kernel[4:8, 8:10] = ks.kernel[4:8, 8:10] + 1e-12  # tile (1, 2) altered after the fact
     assert ks.verify() == [(1, 2)]
     assert main(["kernel", "info", str(out), "--verify"]) == 1
-    assert "1 tiles differ: [(1, 2)]" in capsys.readouterr().out
+    assert "1 of 6 done tiles differ: [(1, 2)]" in capsys.readouterr().out

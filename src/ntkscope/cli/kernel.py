@@ -135,7 +135,7 @@ def _info(args: argparse.Namespace) -> int:
     if args.verify:
         bad = open_kernel(args.store).verify()
         extra.append(("checksums", "all match" if not bad else
-                      f"{len(bad)} tiles differ: {bad[:8]}"))
+                      f"{len(bad)} of {result.tiles_done} done tiles differ: {bad[:8]}"))
         if bad and not args.json:
             common.print_result(result, False, extra)
             return 1
