@@ -345,15 +345,9 @@ def run_sweep(
         done_before = sum(weight(c) for c in unique) - sum(weight(c) for c in todo)
         desc = f"{unit}s ({done_before} cached)" if done_before else f"{unit}s"
         with ExitStack() as stack:
-            if executor == "inline":
-                outcomes = ((c, _cell_result(fn, c.config)) for c in todo)
-            elif executor == "local":
-                _check_importable(fn)
-                outcomes = _local_outcomes(todo, fn, n_workers)
-            else:  # connect (or start the cluster) before the progress bar appears
-                client = stack.enter_context(_dask_client(n_workers, scheduler, connect_timeout))
-                outcomes = _dask_outcomes(todo, fn, client)
-            stack.enter_context(closing(outcomes))
+            # connect (or start the cluster) before the progress bar appears
+            outcomes = stack.enter_context(execute_cells(todo, fn, executor, n_workers,
+                                                         scheduler, connect_timeout))
             bar = stack.enter_context(Progress(sum(weight(c) for c in todo), desc, unit=unit,
                                                quiet=quiet))
             for cell, (summary, samples, error, wall) in outcomes:
@@ -378,6 +372,37 @@ def run_sweep(
         wall_time=time.perf_counter() - start,
         executor=executor,
     )
+
+
+@contextmanager
+def execute_cells(todo: Sequence[Cell], fn: Callable[[dict[str, Any]], Any],
+                  executor: str = "local", workers: int = 1, scheduler: str | None = None,
+                  connect_timeout: float = CONNECT_TIMEOUT) -> Iterator[Iterator[_Outcome]]:
+    """The executor layer of :func:`run_sweep`, for engines that keep results elsewhere.
+
+    Yields an iterator of ``(cell, (summary, samples, error, wall_time))`` in completion
+    order, ``fn(cell.config)`` computed for every cell of ``todo`` by ``executor``
+    (``"inline"``: this process, in order; ``"local"``: ``workers`` worker processes, a
+    worker that dies is retried alone once; ``"dask"``: the scheduler at ``scheduler`` or a
+    local cluster of ``workers`` processes). An exception in ``fn`` becomes that cell's
+    ``error`` text. Leaving the context stops the workers (and the cluster it started) and
+    cancels what is still running.
+    """
+    if executor not in EXECUTORS:
+        raise NtkscopeInputError(f"executor: expected one of {EXECUTORS}, got {executor!r}")
+    todo = list(todo)
+    with ExitStack() as stack:
+        outcomes: Iterator[_Outcome]
+        if executor == "inline":
+            outcomes = ((c, _cell_result(fn, c.config)) for c in todo)
+        elif executor == "local":
+            _check_importable(fn)
+            outcomes = _local_outcomes(todo, fn, workers)
+        else:
+            client = stack.enter_context(_dask_client(workers, scheduler, connect_timeout))
+            outcomes = _dask_outcomes(todo, fn, client)
+        stack.enter_context(closing(outcomes))  # type: ignore[arg-type]
+        yield outcomes
 
 
 def _check_cells(cells: Sequence[Cell]) -> list[Cell]:

@@ -17,7 +17,8 @@ from ntkscope._version import __version__
 from ntkscope.validation import NtkscopeInputError
 
 # Subcommand modules, in the order `ntkscope --help` lists them.
-COMMAND_MODULES = ("theory", "phase", "eoc", "figure", "results", "ntk", "ntk_variance", "variance",
+COMMAND_MODULES = ("theory", "phase", "eoc", "figure", "results", "ntk", "kernel",
+                   "ntk_variance", "variance",
                    "data", "train", "check")
 
 
