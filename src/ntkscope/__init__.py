@@ -28,6 +28,7 @@ _LAZY = {
     "init_randomness": "ntkscope.generic",
     "check_model": "ntkscope.model_check",
     "NTKTracker": "ntkscope.generic",
+    "kernel_matrix": "ntkscope.tiled",
     "check_network": "ntkscope.check",
 }
 
