@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ntkscope.datasets.files import DATA_ENV, SplitData, user_cache_dir
+from ntkscope.datasets.files import DATA_ENV, SplitData, env_roots, user_cache_dir
 from ntkscope.validation import NtkscopeInputError
 
 __all__ = ["ARCHIVE_SETS", "CIFAR10", "CIFAR100", "ArchiveSetSpec", "BatchUnpickler",
@@ -307,13 +307,7 @@ def locate_archive_set(spec: ArchiveSetSpec, data_dir: str | os.PathLike[str] | 
             raise NtkscopeInputError(f"data_dir: no {spec.title} in {root} or "
                                      f"{root / spec.name} (expected {expected})")
         return found
-    roots = []
-    env = os.environ.get(DATA_ENV, "").strip()
-    if env:
-        env_root = Path(env).expanduser()
-        if not env_root.is_dir():
-            raise NtkscopeInputError(f"{DATA_ENV}: {env_root} is not a directory")
-        roots.append(env_root)
+    roots = env_roots()
     roots.append(default_dir(spec))
     for root in roots:
         if root.is_dir() and (found := _holding(root, spec)) is not None:

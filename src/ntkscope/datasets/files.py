@@ -71,6 +71,18 @@ def _holding(directory: Path, spec: ImageSetSpec, split: str) -> Path | None:
     return None
 
 
+def env_roots() -> list[Path]:
+    """``[$NTKSCOPE_DATA]`` as a directory, or ``[]`` when it is unset (an existing value that
+    is not a directory is an error)."""
+    env = os.environ.get(DATA_ENV, "").strip()
+    if not env:
+        return []
+    root = Path(env).expanduser()
+    if not root.is_dir():
+        raise NtkscopeInputError(f"{DATA_ENV}: {root} is not a directory")
+    return [root]
+
+
 def locate(spec: ImageSetSpec, split: str, data_dir: str | os.PathLike[str] | None = None,
            ) -> Path | None:
     """The directory holding the full files of ``split``, or ``None`` (use the subset).
@@ -90,13 +102,7 @@ def locate(spec: ImageSetSpec, split: str, data_dir: str | os.PathLike[str] | No
                 f"(expected {' and '.join(f'{s}[.gz]' for s in SPLIT_FILES[split])})"
             )
         return found
-    roots: list[Path] = []
-    env = os.environ.get(DATA_ENV, "").strip()
-    if env:
-        env_root = Path(env).expanduser()
-        if not env_root.is_dir():
-            raise NtkscopeInputError(f"{DATA_ENV}: {env_root} is not a directory")
-        roots.append(env_root)
+    roots: list[Path] = env_roots()
     roots.append(default_download_dir(spec))
     roots.extend(Path(d) for d in spec.system_dirs)
     for root in roots:
