@@ -15,10 +15,12 @@ import numpy as np
 
 matplotlib.use("Agg")  # headless: figures are files
 import matplotlib.pyplot as plt
+from matplotlib.colors import LogNorm
 
 from ntkscope.io import atomic_open, atomic_savefig
 
-__all__ = ["cell_edges", "phase_heatmap", "plt", "save_figure", "write_csv"]
+__all__ = ["cell_edges", "change_norm", "phase_heatmap", "plt", "ratio_norm", "save_figure",
+           "write_csv"]
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
@@ -81,3 +83,25 @@ def phase_heatmap(
     ax.set_xlabel("$\\sigma_w^2$")
     ax.set_ylabel("depth $L$")
     return mesh
+
+
+def _finite(values: Iterable[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(v, dtype=float).ravel() for v in values] + [np.array([])])
+
+
+def ratio_norm(values: Iterable[np.ndarray]) -> LogNorm:
+    """The color scale of ``R = E[Theta0^2]/E[Theta0]^2`` heatmaps: logarithmic from 1 to the
+    largest finite value (at least 10)."""
+    v = _finite(values)
+    v = v[np.isfinite(v)]
+    return LogNorm(vmin=1.0, vmax=max(10.0, float(v.max()) if v.size else 10.0))
+
+
+def change_norm(values: Iterable[np.ndarray]) -> LogNorm:
+    """The color scale of NTK-change heatmaps: logarithmic over the positive finite values
+    (at least one decade; ``[1e-4, 1]`` when there are none)."""
+    v = _finite(values)
+    v = v[np.isfinite(v) & (v > 0)]
+    lo = float(v.min()) if v.size else 1e-4
+    hi = float(v.max()) if v.size else 1.0
+    return LogNorm(vmin=max(lo, 1e-6), vmax=max(hi, lo * 10))

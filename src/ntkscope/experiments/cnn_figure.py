@@ -37,14 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import LogNorm
 
 from ntkscope.defaults import MIN_ESS
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.experiments.ntk_variance_figures import _hatch_cells
-from ntkscope.experiments.training_figures import _change_norm
 from ntkscope.io import ensure_writable_dir
-from ntkscope.plotting import phase_heatmap, plt, save_figure, write_csv
+from ntkscope.plotting import change_norm, phase_heatmap, plt, ratio_norm, save_figure, write_csv
 from ntkscope.sweep import CellOutput
 from ntkscope.theory import eoc
 
@@ -307,12 +305,6 @@ def _change_cell(s: dict | None) -> tuple[float, bool]:
 # The figure
 
 
-def _ratio_norm(values: list[np.ndarray]) -> LogNorm:
-    """The MLP figures' scale of ``R``: from 1 to the largest value (at least 10)."""
-    finite = np.concatenate([v[np.isfinite(v)] for v in values])
-    return LogNorm(vmin=1.0, vmax=max(10.0, float(finite.max()) if finite.size else 10.0))
-
-
 def _grid_of(configs: list[dict], summaries: list[dict | None], act: str,
              sw2s: tuple[float, ...], depths: tuple[int, ...], cell: Any
              ) -> tuple[np.ndarray, np.ndarray]:
@@ -340,8 +332,8 @@ def figure_cnn(out: str | Path, preset: str = "quick", options: SweepOptions | N
               for a in ACTIVATIONS}
     changes = {a: _grid_of(fcfg, fsum, a, grid.sw2[a], grid.train_depths, _change_cell)
                for a in ACTIVATIONS}
-    rnorm = _ratio_norm([v for v, _ in ratios.values()])
-    cnorm = _change_norm([v for v, _ in changes.values()])
+    rnorm = ratio_norm([v for v, _ in ratios.values()])
+    cnorm = change_norm([v for v, _ in changes.values()])
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.4), constrained_layout=True)
     for k, act in enumerate(ACTIVATIONS):
         sw2s = grid.sw2[act]

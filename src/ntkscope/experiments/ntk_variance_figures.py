@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
 from ntkscope.defaults import INPUT_DIM, MIN_ESS
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.io import ensure_writable_dir
-from ntkscope.plotting import cell_edges, phase_heatmap, plt, save_figure, write_csv
+from ntkscope.plotting import cell_edges, phase_heatmap, plt, ratio_norm, save_figure, write_csv
 from ntkscope.spec import NetworkSpec
 from ntkscope.sweep import CellOutput
 from ntkscope.theory import eoc
@@ -161,8 +160,7 @@ def _heatmaps(grid: HeatmapGrid, lookup: dict[tuple, tuple[float, bool]],
               panels: list[tuple[str, float, int]], ncols: int, title: str) -> plt.Figure:
     """One heatmap per ``(activation, sb2, width)`` panel; shared logarithmic color scale;
     hatched cells where ``R`` is only a lower bound."""
-    values = np.array([v for v, _ in lookup.values() if np.isfinite(v)])
-    norm = LogNorm(vmin=1.0, vmax=max(10.0, float(values.max()) if values.size else 10.0))
+    norm = ratio_norm([np.array([v for v, _ in lookup.values()])])
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1.2, 3.2 * nrows),
                              constrained_layout=True, squeeze=False)

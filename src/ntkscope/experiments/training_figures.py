@@ -35,7 +35,7 @@ from matplotlib.colors import LogNorm
 from ntkscope.defaults import LEARNING_RATE, MAX_STEPS, MIN_DELTA, PATIENCE, SNAPSHOTS
 from ntkscope.experiments.common import SweepOptions, check_preset, run_cells
 from ntkscope.io import ensure_writable_dir
-from ntkscope.plotting import phase_heatmap, plt, save_figure, write_csv
+from ntkscope.plotting import change_norm, phase_heatmap, plt, save_figure, write_csv
 from ntkscope.sweep import CellOutput
 from ntkscope.theory import eoc
 
@@ -201,13 +201,6 @@ def _collect(grid: TrainGrid, act: str, widths: tuple[int, ...], options: SweepO
     return by_width, csv_rows
 
 
-def _change_norm(values: list[np.ndarray]) -> LogNorm:
-    finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values] + [np.array([])])
-    lo = float(finite.min()) if finite.size else 1e-4
-    hi = float(finite.max()) if finite.size else 1.0
-    return LogNorm(vmin=max(lo, 1e-6), vmax=max(hi, lo * 10))
-
-
 def _panels(act: str, grid: TrainGrid, panels: list[tuple[str, np.ndarray]], norm: LogNorm,
             cmap: str, label: str, title: str) -> plt.Figure:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 1.2, 3.9),
@@ -242,7 +235,7 @@ def _figure(num: int, out: str | Path, preset: str, options: SweepOptions | None
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
         sw2_eoc = float(eoc(act, grid.sb2)[0])
         m1 = phase_heatmap(axes[0], grid.sw2[act], grid.depths, change,
-                           norm=_change_norm([change]), cmap="magma", sw2_eoc=sw2_eoc,
+                           norm=change_norm([change]), cmap="magma", sw2_eoc=sw2_eoc,
                            title="a) relative NTK change at the end of training")
         fig.colorbar(m1, ax=axes[0], label=_CHANGE_LABEL)
         finite = loss[np.isfinite(loss) & (loss > 0)]
@@ -258,7 +251,7 @@ def _figure(num: int, out: str | Path, preset: str, options: SweepOptions | None
         panels = [(f"after {t} steps", rows.grid(grid.depths, grid.sw2[act],
                                                 lambda n, t=t: _change_at(n, t)))
                   for t in steps]
-        fig = _panels(act, grid, panels, _change_norm([p[1] for p in panels]), "magma",
+        fig = _panels(act, grid, panels, change_norm([p[1] for p in panels]), "magma",
                       _CHANGE_LABEL, f"Figure {num}: NTK change after t gradient-descent "
                       f"steps, width M = {grid.width} (final kernel for networks stopped "
                       f"earlier)\n{base}")
@@ -266,7 +259,7 @@ def _figure(num: int, out: str | Path, preset: str, options: SweepOptions | None
         panels = [(f"M = {w}", by_width[w].grid(grid.depths, grid.sw2[act],
                                                 lambda n: _change_at(n, "final")))
                   for w in widths]
-        fig = _panels(act, grid, panels, _change_norm([p[1] for p in panels]), "magma",
+        fig = _panels(act, grid, panels, change_norm([p[1] for p in panels]), "magma",
                       _CHANGE_LABEL, f"Figure {num}: NTK change at the end of training for "
                       f"several widths\n{base}")
     csv_path = write_csv(out_dir / f"fig{num}.csv", CSV_HEADER, csv_rows)
